@@ -1,0 +1,20 @@
+# One image for every service of the stack; each service runs its own module.
+# BASE_IMAGE is any Debian-like image with Python 3.11; with no registry at hand,
+# deploy-autoscaling.sh builds a local one (debootstrap) that already has nginx.
+ARG BASE_IMAGE=python:3.11-slim
+FROM ${BASE_IMAGE}
+
+RUN command -v nginx >/dev/null \
+    || (apt-get update && apt-get install -y --no-install-recommends nginx-light && rm -rf /var/lib/apt/lists/*)
+
+# Wheels are built on the host (deploy-autoscaling.sh): the build needs no package index.
+COPY build/wheels /tmp/wheels
+RUN python3 -m venv /opt/app \
+    && /opt/app/bin/pip install --no-cache-dir --no-index --find-links /tmp/wheels swarm-autoscaler \
+    && rm -rf /tmp/wheels
+
+ENV PATH=/opt/app/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1
+EXPOSE 80 8000 8080 8090
+CMD ["python", "-m", "autoscaler"]

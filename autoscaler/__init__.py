@@ -1,0 +1,1 @@
+"""The autoscaler daemon: reads the metrics collectors, decides, and scales Swarm services."""

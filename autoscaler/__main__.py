@@ -1,0 +1,41 @@
+"""``python -m autoscaler``: run the autoscaler daemon."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict
+
+import docker
+import httpx
+import structlog
+from prometheus_client.registry import CollectorRegistry
+
+from autoscaler.api import routes
+from autoscaler.daemon import Autoscaler
+from autoscaler.settings import Settings, load
+from autoscaler.swarm import Swarm
+from autoscaler.telemetry import AutoscalerCollector
+from common import http
+from common.lifecycle import http_worker, run_workers, start
+
+log = structlog.get_logger("autoscaler")
+
+
+async def run(settings: Settings) -> None:
+    api = docker.APIClient(base_url=os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock"))
+    async with httpx.AsyncClient(timeout=settings.collectors.timeout) as client:
+        daemon = Autoscaler(settings, Swarm(api), client)
+        registry = CollectorRegistry()
+        registry.register(AutoscalerCollector(daemon.state))
+        endpoints = routes(
+            daemon.state, registry, time.time, settings.loop.check_interval, settings.policy.metrics_max_age
+        )
+        server = await http.serve(endpoints, settings.server.host, settings.server.port)
+        log.info("autoscaler started", port=settings.server.port, policy=asdict(settings.policy))
+        await run_workers({"control-loop": daemon.run, "http-server": http_worker(server)})
+    api.close()
+
+
+if __name__ == "__main__":
+    start(load, run)

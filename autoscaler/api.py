@@ -1,0 +1,86 @@
+"""The autoscaler's HTTP endpoints: /health, /metrics, /status."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict
+from http import HTTPStatus
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.registry import CollectorRegistry
+
+from autoscaler.daemon import DaemonState
+from common.http import Handler, Response
+
+STALE_CHECKS = 3
+"""A check older than this many intervals means the control loop is stuck."""
+
+
+def health_problems(state: DaemonState, now: float, check_interval: float, max_age: float) -> list[str]:
+    """What keeps the daemon from doing its job; empty when healthy."""
+    problems = []
+    if state.last_check_at is None:
+        return ["no check has run yet"]
+    if state.docker_error is not None:
+        problems.append(f"docker api unreachable: {state.docker_error}")
+    if state.last_successful_check_at is None:
+        problems.append("no check has reached the docker api yet")
+    elif now - state.last_successful_check_at > STALE_CHECKS * check_interval + max_age:
+        problems.append(f"last successful check {now - state.last_successful_check_at:.0f}s ago")
+    if state.collectors_answered == 0:
+        problems.append(
+            "no metrics collector answered: " + "; ".join(state.collector_errors or ["none found"])
+        )
+    elif state.freshest_sample_at is not None and now - state.freshest_sample_at > max_age:
+        problems.append(f"metrics are stale: newest sample {now - state.freshest_sample_at:.0f}s old")
+    return problems
+
+
+def status(state: DaemonState) -> dict[str, Any]:
+    services: dict[str, Any] = {}
+    for name, record in sorted(state.services.items()):
+        entry: dict[str, Any] = {"config_error": record.config_error}
+        if record.policy is not None:
+            entry["policy"] = asdict(record.policy)
+        if record.decision is not None:
+            entry.update(
+                current_replicas=record.decision.current_replicas,
+                desired_replicas=record.decision.desired_replicas,
+                decided_at=record.decided_at,
+                reason=record.decision.reason.as_dict(),
+            )
+        services[name] = entry
+    return {
+        "last_check_at": state.last_check_at,
+        "last_successful_check_at": state.last_successful_check_at,
+        "collectors_answered": state.collectors_answered,
+        "collector_errors": state.collector_errors,
+        "docker_error": state.docker_error,
+        "services": services,
+    }
+
+
+def routes(
+    state: DaemonState,
+    registry: CollectorRegistry,
+    clock: Callable[[], float],
+    check_interval: float,
+    max_age: float,
+) -> dict[str, Handler]:
+    def health() -> Response:
+        problems = health_problems(state, clock(), check_interval, max_age)
+        if problems:
+            return Response.json(
+                HTTPStatus.SERVICE_UNAVAILABLE, {"status": "unhealthy", "problems": problems}
+            )
+        return Response.json(HTTPStatus.OK, {"status": "ok"})
+
+    def metrics() -> Response:
+        return Response(HTTPStatus.OK, generate_latest(registry), CONTENT_TYPE_LATEST)
+
+    return {
+        "/health": health,
+        "/metrics": metrics,
+        "/status": lambda: Response.json(HTTPStatus.OK, status(state)),
+    }

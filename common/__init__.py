@@ -1,0 +1,1 @@
+"""Pieces shared by the daemons: configuration parsing, structured logging, the HTTP server."""

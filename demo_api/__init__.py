@@ -1,0 +1,1 @@
+"""A small HTTP service to autoscale: health, and an endpoint that burns requested CPU."""

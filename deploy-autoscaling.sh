@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# Deploy the autoscaling stack on this machine, or update it in place.
+#
+#   ./deploy-autoscaling.sh          install Docker if needed, build, deploy, wait, print endpoints
+#   ./deploy-autoscaling.sh --down   remove the stack
+#
+# Runs as root on a Debian machine. Every variable documented in README.md that is
+# set in the environment reaches the services.
+set -euo pipefail
+
+cd "$(dirname "$0")"
+STACK_NAME=${STACK_NAME:-autoscaling}
+BASE_IMAGE=${BASE_IMAGE:-python:3.11-slim}
+LOCAL_BASE_IMAGE=${LOCAL_BASE_IMAGE:-swarm-autoscaler-base:bookworm}
+DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+CONVERGE_TIMEOUT=${CONVERGE_TIMEOUT:-300}
+DOCKERD_LOG=${DOCKERD_LOG:-/var/log/dockerd.log}
+PYTHON_VERSION=3.11
+
+say() { printf '[deploy] %s\n' "$*" >&2; }
+die() { say "error: $*"; exit 1; }
+
+apt_install() {
+    say "installing $*"
+    if [ -z "$(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -print -quit 2>/dev/null)" ]; then
+        apt-get update -qq
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null \
+        || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null; }
+}
+
+ensure_docker() {
+    command -v dockerd >/dev/null || apt_install docker.io
+    if docker info >/dev/null 2>&1; then
+        return
+    fi
+    # No init system here: start the engine in the background, as its own session.
+    say "starting dockerd (log: $DOCKERD_LOG)"
+    setsid dockerd >"$DOCKERD_LOG" 2>&1 < /dev/null &
+    for _ in $(seq 60); do
+        docker info >/dev/null 2>&1 && return
+        sleep 1
+    done
+    die "dockerd did not start; see $DOCKERD_LOG"
+}
+
+ensure_swarm() {
+    local state
+    state=$(docker info --format '{{.Swarm.LocalNodeState}}')
+    if [ "$state" != active ]; then
+        say "initialising a single-node swarm"
+        docker swarm init --advertise-addr "${SWARM_ADVERTISE_ADDR:-127.0.0.1}" >/dev/null
+    fi
+}
+
+# The image the project is built on: BASE_IMAGE if it can be pulled, else a local
+# Debian image made with debootstrap (built once, then reused).
+choose_base_image() {
+    if docker image inspect "$BASE_IMAGE" >/dev/null 2>&1 || docker pull -q "$BASE_IMAGE" >/dev/null 2>&1; then
+        echo "$BASE_IMAGE"
+        return
+    fi
+    if ! docker image inspect "$LOCAL_BASE_IMAGE" >/dev/null 2>&1; then
+        say "cannot pull $BASE_IMAGE; building $LOCAL_BASE_IMAGE with debootstrap (about a minute)"
+        command -v debootstrap >/dev/null || apt_install debootstrap
+        local rootfs
+        rootfs=$(mktemp -d /var/tmp/autoscaler-rootfs.XXXXXX)
+        debootstrap --variant=minbase --include=python3,python3-venv,nginx-light \
+            bookworm "$rootfs" "$DEBIAN_MIRROR" >/dev/null
+        rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
+        tar -C "$rootfs" -c . | docker import - "$LOCAL_BASE_IMAGE" >/dev/null
+        rm -rf "$rootfs"
+    fi
+    echo "$LOCAL_BASE_IMAGE"
+}
+
+source_digest() {
+    {
+        cat pyproject.toml Dockerfile
+        find common autoscaler metrics_collector nginx demo_api loadtest -type f \
+            \( -name '*.py' -o -name '*.template' \) -print0 | sort -z | xargs -0 cat
+    } | sha256sum | cut -c1-12
+}
+
+# Wheels for the image, built here because containers cannot reach a package index.
+build_wheels() {
+    command -v python3 >/dev/null || apt_install python3
+    if [ ! -x build/venv/bin/pip ]; then
+        python3 -m venv build/venv 2>/dev/null || { apt_install python3-venv && python3 -m venv build/venv; }
+    fi
+    rm -f build/wheels/swarm_autoscaler-*.whl
+    build/venv/bin/pip wheel -q --no-deps -w build/wheels .
+    build/venv/bin/pip download -q -d build/wheels --only-binary=:all: \
+        --python-version "$PYTHON_VERSION" --implementation cp \
+        --platform "manylinux2014_$(uname -m)" --platform "manylinux_2_28_$(uname -m)" \
+        build/wheels/swarm_autoscaler-*.whl
+}
+
+build_image() {
+    local image="swarm-autoscaler:$(source_digest)"
+    if docker image inspect "$image" >/dev/null 2>&1; then
+        say "image $image is up to date"
+    else
+        local base
+        base=$(choose_base_image)
+        say "building $image on $base"
+        build_wheels
+        docker build -q --build-arg "BASE_IMAGE=$base" -t "$image" . >/dev/null
+    fi
+    echo "$image"
+}
+
+wait_converged() {
+    say "waiting for every service to run its tasks"
+    local deadline=$((SECONDS + CONVERGE_TIMEOUT)) pending
+    while :; do
+        pending=$(docker stack services "$STACK_NAME" --format '{{.Name}} {{.Replicas}}' \
+            | awk '{ split($2, r, "/"); if (r[1] != r[2] || r[2] == 0) print $1 " " $2 }')
+        [ -z "$pending" ] && return
+        if [ "$SECONDS" -ge "$deadline" ]; then
+            docker stack ps "$STACK_NAME" --no-trunc >&2 || true
+            die "not converged after ${CONVERGE_TIMEOUT}s: $pending"
+        fi
+        sleep 2
+    done
+}
+
+deploy() {
+    ensure_docker
+    ensure_swarm
+    APP_IMAGE=$(build_image)
+    export APP_IMAGE
+    say "deploying stack $STACK_NAME with $APP_IMAGE"
+    docker stack deploy --prune -c stack.yml "$STACK_NAME" >/dev/null
+    wait_converged
+    cat <<ENDPOINTS
+Stack $STACK_NAME is up.
+  demo API (through nginx)  http://127.0.0.1:${PUBLISHED_PORT:-80}/api/health
+  autoscaler                http://127.0.0.1:${AUTOSCALER_PORT:-8080}/status  /health  /metrics
+  metrics collector         http://127.0.0.1:${COLLECTOR_PORT:-8090}/v1/services  /health  /metrics
+ENDPOINTS
+}
+
+down() {
+    docker info >/dev/null 2>&1 || { say "no Docker engine is running: nothing to remove"; return; }
+    docker stack rm "$STACK_NAME" >/dev/null 2>&1 || true
+    # stack rm returns before the tasks and the network are gone.
+    for _ in $(seq 60); do
+        if [ -z "$(docker ps -q --filter "label=com.docker.stack.namespace=$STACK_NAME")" ] \
+            && [ -z "$(docker network ls -q --filter "label=com.docker.stack.namespace=$STACK_NAME")" ]; then
+            say "stack $STACK_NAME removed"
+            return
+        fi
+        sleep 1
+    done
+    die "stack $STACK_NAME still has containers or networks after 60s"
+}
+
+case "${1:-}" in
+    "") deploy ;;
+    --down) down ;;
+    -h|--help) sed -n '2,9p' "$0" ;;
+    *) die "unknown argument $1 (use --down or nothing)" ;;
+esac

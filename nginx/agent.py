@@ -1,0 +1,164 @@
+"""Keeps nginx's upstream equal to the service's running tasks, and supervises nginx.
+
+The task list comes from Swarm's DNS: ``tasks.<service>`` resolves to the overlay
+address of every running task (a task with a health check only once it is healthy).
+This follows what Swarm runs — failures, rolling updates and manual scaling included —
+and needs no Docker socket in this internet-facing container.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+from common.config import read_float, read_int, read_str
+from common.lifecycle import sleep_unless_stopped
+from nginx.config import ProxySettings, render
+
+log = structlog.get_logger("nginx_agent")
+
+NGINX_STOP_TIMEOUT = 15.0
+"""Seconds nginx gets to finish the requests in flight when the container stops."""
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    service: str
+    """The Swarm service (or its alias on the shared network) whose tasks get the traffic."""
+    sync_interval: float
+    """Seconds between two look-ups of the running tasks."""
+    config_path: Path
+    proxy: ProxySettings
+
+
+def load(environ: Mapping[str, str]) -> AgentSettings:
+    return AgentSettings(
+        service=read_str(environ, "UPSTREAM_SERVICE", "demo-api"),
+        sync_interval=read_float(environ, "UPSTREAM_SYNC_INTERVAL", 1.0, minimum=0.1),
+        config_path=Path(read_str(environ, "NGINX_CONFIG", "/etc/nginx/nginx.conf")),
+        proxy=ProxySettings(
+            listen_port=read_int(environ, "LISTEN_PORT", 80, minimum=1),
+            location=read_str(environ, "PROXY_LOCATION", "/api/"),
+            upstream_port=read_int(environ, "UPSTREAM_PORT", 8000, minimum=1),
+            workers=read_str(environ, "NGINX_WORKERS", "auto"),
+        ),
+    )
+
+
+class LookupFailedError(Exception):
+    """DNS did not answer; the current upstream is kept."""
+
+
+Resolver = Callable[[str], Awaitable[list[str]]]
+
+
+async def resolve_tasks(service: str) -> list[str]:
+    """The running tasks' addresses; empty when the service has none."""
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(
+            f"tasks.{service}", None, family=socket.AF_INET, type=socket.SOCK_STREAM
+        )
+    except socket.gaierror as error:
+        if error.errno in {socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)}:
+            return []
+        raise LookupFailedError(str(error)) from error
+    return sorted({str(info[4][0]) for info in infos})
+
+
+class ConfigRejectedError(Exception):
+    """nginx -t refused a rendered configuration."""
+
+
+async def _nginx(*arguments: str) -> tuple[int, str]:
+    process = await asyncio.create_subprocess_exec(
+        "nginx", *arguments, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    output, _ = await process.communicate()
+    assert process.returncode is not None  # noqa: S101 - communicate() waits for the exit
+    return process.returncode, output.decode(errors="replace").strip()
+
+
+async def install(config: str, path: Path) -> None:
+    """Replace the config at ``path`` only with one that ``nginx -t`` accepts."""
+    candidate = path.with_name(path.name + ".candidate")
+    candidate.write_text(config)
+    status, output = await _nginx("-t", "-q", "-c", str(candidate))
+    if status != 0:
+        candidate.unlink(missing_ok=True)
+        raise ConfigRejectedError(output)
+    candidate.replace(path)
+
+
+class UpstreamAgent:
+    def __init__(self, settings: AgentSettings, resolve: Resolver = resolve_tasks) -> None:
+        self.settings = settings
+        self.addresses: list[str] | None = None
+        self._resolve = resolve
+        self._nginx: asyncio.subprocess.Process | None = None
+
+    async def start_nginx(self) -> None:
+        """Write the first configuration and start nginx in the foreground."""
+        try:
+            addresses = await self._resolve(self.settings.service)
+        except LookupFailedError as error:
+            log.warning("task lookup failed at start; starting with no servers", error=str(error))
+            addresses = []
+        await install(render(addresses, self.settings.proxy), self.settings.config_path)
+        self.addresses = addresses
+        self._nginx = await asyncio.create_subprocess_exec(
+            "nginx", "-c", str(self.settings.config_path), "-g", "daemon off;"
+        )
+        log.info("nginx started", pid=self._nginx.pid, servers=addresses, service=self.settings.service)
+
+    async def sync_once(self) -> None:
+        try:
+            addresses = await self._resolve(self.settings.service)
+        except LookupFailedError as error:
+            log.warning("task lookup failed; keeping the current upstream", error=str(error))
+            return
+        if addresses == self.addresses:
+            return
+        previous = self.addresses or []
+        try:
+            await install(render(addresses, self.settings.proxy), self.settings.config_path)
+        except ConfigRejectedError as error:
+            log.error("rendered configuration rejected; keeping the working one", error=str(error))
+            return
+        if self._nginx is not None and self._nginx.returncode is None:
+            self._nginx.send_signal(signal.SIGHUP)  # graceful reload: old workers finish their requests
+        self.addresses = addresses
+        log.info(
+            "upstream updated",
+            servers=addresses,
+            added=sorted(set(addresses) - set(previous)),
+            removed=sorted(set(previous) - set(addresses)),
+        )
+
+    async def sync(self, stop: asyncio.Event) -> None:
+        while not await sleep_unless_stopped(stop, self.settings.sync_interval):
+            await self.sync_once()
+
+    async def supervise(self, stop: asyncio.Event) -> None:
+        """Wait for nginx; stop it gracefully with the daemon, or fail if it dies on its own."""
+        process = self._nginx
+        if process is None:
+            raise RuntimeError("nginx was not started")
+        exited = asyncio.create_task(process.wait(), name="nginx-exit")
+        stopping = asyncio.create_task(stop.wait(), name="nginx-stop")
+        await asyncio.wait([exited, stopping], return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if process.returncode is None:
+            process.send_signal(signal.SIGQUIT)  # graceful shutdown
+            try:
+                await asyncio.wait_for(exited, NGINX_STOP_TIMEOUT)
+            except TimeoutError:
+                process.kill()
+            log.info("nginx stopped", returncode=process.returncode)
+            return
+        raise RuntimeError(f"nginx exited on its own with status {process.returncode}")

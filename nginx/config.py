@@ -1,0 +1,83 @@
+"""Rendering nginx's whole configuration from the list of running task addresses. Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+UPSTREAM_NAME = "backend"
+
+
+@dataclass(frozen=True)
+class ProxySettings:
+    listen_port: int
+    location: str
+    """URL prefix proxied to the tasks, e.g. ``/api/``."""
+    upstream_port: int
+    """Port the tasks listen on."""
+    workers: str
+    """nginx worker_processes: a number or ``auto``."""
+
+
+def _server_lines(addresses: Sequence[str], port: int) -> str:
+    if not addresses:
+        # nginx refuses an empty upstream; a server marked down answers 502 until tasks run.
+        return "        server 127.0.0.1:9 down;  # no running tasks"
+    return "\n".join(f"        server {address}:{port} max_fails=1 fail_timeout=5s;" for address in addresses)
+
+
+def render(addresses: Sequence[str], settings: ProxySettings) -> str:
+    """nginx.conf routing ``settings.location`` to exactly ``addresses``, least connections first."""
+    servers = _server_lines(sorted(addresses), settings.upstream_port)
+    return f"""# Written by the upstream agent from Swarm's running tasks; changes are overwritten.
+worker_processes {settings.workers};
+error_log stderr warn;
+pid /run/nginx.pid;
+
+events {{
+    worker_connections 4096;
+}}
+
+http {{
+    access_log off;
+    keepalive_timeout 65s;
+
+    upstream {UPSTREAM_NAME} {{
+        least_conn;
+{servers}
+        keepalive 32;
+    }}
+
+    server {{
+        listen {settings.listen_port};
+
+        location = /nginx-health {{
+            default_type text/plain;
+            return 200 "ok\\n";
+        }}
+
+        location {settings.location} {{
+            proxy_pass http://{UPSTREAM_NAME};
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            # A task that refuses or fails a request before answering hands it to another.
+            proxy_next_upstream error timeout http_502 http_503;
+            proxy_next_upstream_tries 3;
+            proxy_connect_timeout 2s;
+            proxy_read_timeout 60s;
+        }}
+    }}
+}}
+"""
+
+
+def upstream_addresses(config: str) -> list[str]:
+    """The task addresses in a rendered configuration (for status and tests)."""
+    found = []
+    for line in config.splitlines():
+        words = line.split()
+        if len(words) >= 2 and words[0] == "server" and "down;" not in words:
+            found.append(words[1].rsplit(":", 1)[0])
+    return sorted(found)
