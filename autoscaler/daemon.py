@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import httpx
 import structlog
 
-from autoscaler.collectors import Reading, read_collectors
+from autoscaler.collectors import Reading, Resolver, read_collectors, resolve_all
 from autoscaler.core import Decision, Observation, Policy, ServiceState, decide
 from autoscaler.policy import service_policy
 from autoscaler.settings import Settings
@@ -61,12 +61,14 @@ class Autoscaler:
         swarm: Swarm,
         http: httpx.AsyncClient,
         clock: Callable[[], float] = time.time,
+        resolve: Resolver = resolve_all,
     ) -> None:
         self.settings = settings
         self.state = DaemonState()
         self._swarm = swarm
         self._http = http
         self._clock = clock
+        self._resolve = resolve
 
     async def run(self, stop: asyncio.Event) -> None:
         interval = self.settings.loop.check_interval
@@ -88,7 +90,7 @@ class Autoscaler:
             log.error("docker api unreachable", error=repr(error))
             return
         state.docker_error = None
-        reading = await read_collectors(self.settings.collectors, self._http)
+        reading = await read_collectors(self.settings.collectors, self._http, self._resolve)
         self._note_collectors(reading)
         known = set()
         for service in services:

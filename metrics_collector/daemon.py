@@ -49,7 +49,8 @@ class MetricsCollector:
     def sample_once(self) -> None:
         started = time.perf_counter()
         now = self._clock()
-        tasks = self._directory.tasks(now)
+        # A copy: a container that vanishes is forgotten by the directory while this loops.
+        tasks = dict(self._directory.tasks(now))
         readings: dict[str, tuple[TaskIdentity, Usage]] = {}
         for container_id, identity in tasks.items():
             files = self._files.get(container_id) or locate(self._root, container_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -73,11 +74,9 @@ http {{
 """
 
 
+_UPSTREAM_SERVER = re.compile(r"^\s*server\s+(\S+):\d+\s+(?!down;)")
+
+
 def upstream_addresses(config: str) -> list[str]:
-    """The task addresses in a rendered configuration (for status and tests)."""
-    found = []
-    for line in config.splitlines():
-        words = line.split()
-        if len(words) >= 2 and words[0] == "server" and "down;" not in words:
-            found.append(words[1].rsplit(":", 1)[0])
-    return sorted(found)
+    """The task addresses in a rendered configuration's upstream (for status and tests)."""
+    return sorted(m.group(1) for line in config.splitlines() if (m := _UPSTREAM_SERVER.match(line)))

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Run every check and test: lint, types, unit tests, and the end-to-end test, which
+# deploys the stack on a real Docker Swarm through deploy-autoscaling.sh (installing
+# and starting the Docker engine first if this machine has none). Runs as root.
+#
+#   ./run-tests.sh                 everything
+#   ./run-tests.sh tests/unit      only the unit tests (any pytest arguments work)
+set -euo pipefail
+cd "$(dirname "$0")"
+
+say() { printf '[tests] %s\n' "$*" >&2; }
+
+missing=()
+command -v python3 >/dev/null || missing+=(python3)
+python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
+command -v nginx >/dev/null || missing+=(nginx-light)   # unit tests check rendered configs with nginx -t
+if [ ${#missing[@]} -gt 0 ]; then
+    say "installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if [ ! -x .venv/bin/pytest ]; then
+    say "creating .venv"
+    python3 -m venv .venv
+fi
+.venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+
+say "ruff"
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+say "mypy --strict"
+.venv/bin/mypy
+say "pytest"
+status=0
+.venv/bin/pytest "$@" || status=$?
+if [ -f build/e2e-report.json ]; then
+    say "end-to-end timings (seconds since the load started):"
+    cat build/e2e-report.json >&2
+fi
+exit $status

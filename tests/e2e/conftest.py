@@ -1,0 +1,52 @@
+"""The stack under test, deployed by the project's own script on a real Docker Swarm."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+
+import docker
+import httpx
+import pytest
+
+from tests.e2e.support import PORTS, ROOT, SETTINGS, STACK, Stack
+
+
+def _wait_healthy(url: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        try:
+            response = httpx.get(url, timeout=3)
+            if response.status_code == 200:
+                return
+            last = f"{response.status_code} {response.text}"
+        except httpx.HTTPError as error:
+            last = repr(error)
+        time.sleep(1)
+    pytest.fail(f"{url} not healthy after {timeout:.0f}s: {last}")
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[Stack]:
+    environment = {**os.environ, "STACK_NAME": STACK, **SETTINGS, **{k: str(v) for k, v in PORTS.items()}}
+    script = ROOT / "deploy-autoscaling.sh"
+    subprocess.run([str(script)], env=environment, check=True, timeout=900)
+    client = docker.from_env()
+    deployed = Stack(
+        name=STACK,
+        entry=f"http://127.0.0.1:{PORTS['PUBLISHED_PORT']}",
+        autoscaler=f"http://127.0.0.1:{PORTS['AUTOSCALER_PORT']}",
+        collector=f"http://127.0.0.1:{PORTS['COLLECTOR_PORT']}",
+        settings=SETTINGS,
+        docker=client,
+    )
+    try:
+        _wait_healthy(deployed.collector + "/health", 60)
+        _wait_healthy(deployed.autoscaler + "/health", 90)
+        yield deployed
+    finally:
+        subprocess.run([str(script), "--down"], env=environment, check=False, timeout=180)
+        client.close()

@@ -1,0 +1,36 @@
+"""The stack under test: where it is and how it was configured."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+
+ROOT = Path(__file__).resolve().parents[2]
+STACK = "autoscaler-e2e"
+PORTS = {"PUBLISHED_PORT": 18080, "AUTOSCALER_PORT": 18081, "COLLECTOR_PORT": 18090}
+# Short intervals, so that a scale-up and the way back fit in a few minutes.
+SETTINGS = {
+    "CHECK_INTERVAL": "5",
+    "COOLDOWN_PERIOD": "15",
+    "SAMPLE_INTERVAL": "2",
+    "METRICS_WINDOW": "10",
+    "CONTAINER_REFRESH_INTERVAL": "4",
+    "MIN_REPLICAS": "2",
+    "MAX_REPLICAS": "10",
+}
+
+
+@dataclass(frozen=True)
+class Stack:
+    name: str
+    entry: str
+    """Base URL of nginx on the host."""
+    autoscaler: str
+    collector: str
+    settings: dict[str, str]
+    docker: docker.DockerClient
+
+    def service(self, short_name: str) -> str:
+        return f"{self.name}_{short_name}"

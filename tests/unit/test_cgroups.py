@@ -1,0 +1,81 @@
+from pathlib import Path
+
+import pytest
+
+from metrics_collector.cgroups import (
+    Usage,
+    host_memory_bytes,
+    locate,
+    parse_cfs_quota,
+    parse_cpu_max,
+    parse_memory_limit,
+    read_usage,
+    working_set,
+)
+
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "cgroup"
+
+
+class TestParsers:
+    @pytest.mark.parametrize(
+        ("text", "cores"), [("max 100000\n", None), ("50000 100000\n", 0.5), ("200000 100000", 2.0)]
+    )
+    def test_cpu_max(self, text, cores):
+        assert parse_cpu_max(text) == cores
+
+    @pytest.mark.parametrize(
+        ("quota", "period", "cores"), [("-1\n", "100000\n", None), ("20000", "100000", 0.2)]
+    )
+    def test_cfs_quota(self, quota, period, cores):
+        assert parse_cfs_quota(quota, period) == cores
+
+    @pytest.mark.parametrize(
+        ("text", "limit"), [("max\n", None), ("134217728\n", 134217728), ("9223372036854771712\n", None)]
+    )
+    def test_memory_limit(self, text, limit):
+        assert parse_memory_limit(text) == limit
+
+    def test_working_set_subtracts_inactive_file_cache(self):
+        assert working_set(100, {"total_inactive_file": 30, "inactive_file": 1}, version=1) == 70
+        assert working_set(100, {"inactive_file": 40}, version=2) == 60
+        assert working_set(10, {"inactive_file": 40}, version=2) == 0
+
+    def test_host_memory(self):
+        assert host_memory_bytes(FIXTURES / "meminfo") == 25165824 * 1024
+
+
+class TestLocateAndRead:
+    @pytest.mark.parametrize(
+        ("tree", "container", "version", "usage"),
+        [
+            # cgroup v1 with cpu and cpuacct mounted apart (cgroupfs driver), limits set.
+            ("v1_split", "aaaa1111", 1, Usage(1.5, 0.2, 52428800 - 10485760, 134217728)),
+            # cgroup v1 with cpu,cpuacct joined (systemd driver), no limits.
+            ("v1_joined_systemd", "bbbb2222", 1, Usage(0.25, None, 0, None)),
+            # cgroup v2 (systemd driver): half a core, no memory limit.
+            ("v2", "cccc3333", 2, Usage(2.5, 0.5, 104857600 - 20971520, None)),
+        ],
+    )
+    def test_reads_each_layout(self, tree, container, version, usage):
+        files = locate(FIXTURES / tree, container)
+        assert files is not None
+        assert files.version == version
+        assert read_usage(files) == usage
+
+    def test_unknown_container_is_not_found(self):
+        assert locate(FIXTURES / "v1_split", "ffff") is None
+        assert locate(FIXTURES / "v2", "ffff") is None
+
+    def test_a_container_that_vanished_raises_oserror(self, tmp_path):
+        files = locate(FIXTURES / "v2", "cccc3333")
+        assert files is not None
+        gone = type(files)(
+            2,
+            tmp_path / "cpu.stat",
+            (tmp_path / "cpu.max",),
+            tmp_path / "memory.current",
+            tmp_path / "memory.stat",
+            tmp_path / "memory.max",
+        )
+        with pytest.raises(FileNotFoundError):
+            read_usage(gone)

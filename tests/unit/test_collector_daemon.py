@@ -1,0 +1,101 @@
+import shutil
+from http import HTTPStatus
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import CollectorRegistry
+
+from metrics_collector.containers import SERVICE_LABEL, TASK_ID_LABEL, TASK_NAME_LABEL, ContainerDirectory
+from metrics_collector.daemon import CollectorMetrics, MetricsCollector, routes
+from metrics_collector.sampler import Sampler
+from metrics_collector.settings import SamplingSettings
+
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "cgroup"
+
+
+def container(container_id, service):
+    labels = {SERVICE_LABEL: service, TASK_ID_LABEL: f"task-{container_id}", TASK_NAME_LABEL: f"{service}.1"}
+    return {"Id": container_id, "Labels": labels}
+
+
+class FakeContainerApi:
+    """Answers the container listing as the Docker API would."""
+
+    def __init__(self, containers):
+        self.listed = containers
+        self.calls = 0
+
+    def containers(self, filters=None):
+        self.calls += 1
+        assert filters == {"label": SERVICE_LABEL, "status": "running"}
+        return self.listed
+
+
+class TestContainerDirectory:
+    def test_lists_at_most_once_per_refresh_interval(self):
+        api = FakeContainerApi([container("c1", "s_web"), {"Id": "plain", "Labels": {}}])
+        directory = ContainerDirectory(api, refresh_interval=10)
+        assert set(directory.tasks(0)) == {"c1"}
+        directory.tasks(9)
+        assert api.calls == 1
+        directory.tasks(10)
+        assert api.calls == 2
+
+
+class TestMetricsCollector:
+    def make(self, tmp_path, containers):
+        root = tmp_path / "cgroup"
+        shutil.copytree(FIXTURES / "v1_split", root)
+        now = [1000.0]
+        collector = MetricsCollector(
+            SamplingSettings(interval=1, window=10, container_refresh_interval=0),
+            ContainerDirectory(FakeContainerApi(containers), refresh_interval=0),
+            root,
+            Sampler(window=10, host_memory=1 << 34),
+            clock=lambda: now[0],
+        )
+        return collector, root, now
+
+    def test_samples_from_the_cgroup_files(self, tmp_path):
+        collector, root, now = self.make(tmp_path, [container("aaaa1111", "s_web")])
+        collector.sample_once()
+        usage_file = root / "cpuacct" / "docker" / "aaaa1111" / "cpuacct.usage"
+        usage_file.write_text(str(1_500_000_000 + 100_000_000))  # 0.1 s more CPU
+        now[0] += 1
+        collector.sample_once()
+        service = collector.sampler.report("n")["services"]["s_web"]
+        assert service["cpu_percent"] == 50.0  # 0.1 s in 1 s at a 0.2-core limit
+        assert collector.health_problems(now[0]) == []
+
+    def test_a_container_without_cgroup_is_skipped(self, tmp_path):
+        collector, _, _ = self.make(tmp_path, [container("aaaa1111", "s_web"), container("zzzz", "s_db")])
+        collector.sample_once()
+        assert set(collector.sampler.report("n")["services"]) == {"s_web"}
+        assert collector.unlocated == {"zzzz"}
+
+    def test_a_container_that_vanishes_mid_read_is_skipped(self, tmp_path):
+        collector, root, now = self.make(tmp_path, [container("aaaa1111", "s_web")])
+        collector.sample_once()
+        (root / "memory" / "docker" / "aaaa1111" / "memory.stat").unlink()
+        now[0] += 1
+        collector.sample_once()
+        assert collector.vanished == 1
+        assert collector.sampler.report("n")["services"] == {}
+
+    def test_endpoints(self, tmp_path):
+        collector, _, now = self.make(tmp_path, [container("aaaa1111", "s_web")])
+        registry = CollectorRegistry()
+        registry.register(CollectorMetrics(collector))
+        handlers = routes(collector, registry, "node-1", lambda: now[0])
+        assert handlers["/health"]().status == HTTPStatus.SERVICE_UNAVAILABLE
+        collector.sample_once()
+        assert handlers["/health"]().status == HTTPStatus.OK
+        now[0] += 10
+        assert b"newest sample is 10s old" in handlers["/health"]().body
+        text = handlers["/metrics"]().body.decode()
+        names = {family.name for family in text_string_to_metric_families(text)}
+        assert {
+            "collector_task_memory_percent",
+            "collector_service_tasks",
+            "collector_last_sample_timestamp_seconds",
+        } <= names

@@ -1,0 +1,84 @@
+import asyncio
+import shutil
+import subprocess
+from dataclasses import replace
+
+import pytest
+
+from nginx.agent import AgentSettings, ConfigRejectedError, LookupFailedError, UpstreamAgent, install
+from nginx.config import ProxySettings, render, upstream_addresses
+
+PROXY = ProxySettings(listen_port=8081, location="/api/", upstream_port=8000, workers="1")
+
+
+def nginx_accepts(config, tmp_path):
+    path = tmp_path / "nginx.conf"
+    path.write_text(config)
+    nginx = shutil.which("nginx")
+    assert nginx, "nginx is required: run-tests.sh installs it"
+    return (
+        subprocess.run([nginx, "-t", "-q", "-c", str(path)], capture_output=True, check=False).returncode == 0
+    )
+
+
+class TestRender:
+    def test_lists_exactly_the_tasks_least_connections_first(self):
+        config = render(["10.0.1.7", "10.0.1.5"], PROXY)
+        assert upstream_addresses(config) == ["10.0.1.5", "10.0.1.7"]
+        assert "least_conn;" in config
+        assert "server 10.0.1.5:8000 " in config
+        assert "location /api/ {" in config
+
+    def test_no_tasks_renders_a_server_marked_down(self):
+        config = render([], PROXY)
+        assert upstream_addresses(config) == []
+        assert "server 127.0.0.1:9 down;" in config
+
+    @pytest.mark.parametrize("addresses", [[], ["10.0.1.5"], [f"10.0.1.{n}" for n in range(2, 12)]])
+    def test_nginx_accepts_what_is_rendered(self, addresses, tmp_path):
+        assert nginx_accepts(render(addresses, PROXY), tmp_path)
+
+
+class TestUpstreamAgent:
+    def make(self, tmp_path, answers, proxy=PROXY):
+        settings = AgentSettings(
+            service="web", sync_interval=1, config_path=tmp_path / "nginx.conf", proxy=proxy
+        )
+        queue = list(answers)
+
+        async def resolve(service):
+            answer = queue.pop(0)
+            if isinstance(answer, Exception):
+                raise answer
+            return answer
+
+        return UpstreamAgent(settings, resolve), settings
+
+    def test_follows_the_tasks(self, tmp_path):
+        agent, settings = self.make(tmp_path, [["10.0.1.5"], ["10.0.1.5", "10.0.1.6"], ["10.0.1.6"]])
+        for _ in range(3):
+            asyncio.run(agent.sync_once())
+        assert upstream_addresses(settings.config_path.read_text()) == ["10.0.1.6"]
+        assert agent.addresses == ["10.0.1.6"]
+
+    def test_a_failed_lookup_keeps_the_current_upstream(self, tmp_path):
+        agent, settings = self.make(tmp_path, [["10.0.1.5"], LookupFailedError("timeout")])
+        asyncio.run(agent.sync_once())
+        asyncio.run(agent.sync_once())
+        assert upstream_addresses(settings.config_path.read_text()) == ["10.0.1.5"]
+
+    def test_a_render_nginx_rejects_never_replaces_the_working_config(self, tmp_path):
+        agent, settings = self.make(tmp_path, [["10.0.1.5"], ["10.0.1.6"]])
+        asyncio.run(agent.sync_once())
+        working = settings.config_path.read_text()
+        broken = replace(PROXY, location="/api/ { no_such_directive on; }")
+        agent.settings = replace(settings, proxy=broken)
+        asyncio.run(agent.sync_once())
+        assert settings.config_path.read_text() == working
+        assert agent.addresses == ["10.0.1.5"]
+        assert not (tmp_path / "nginx.conf.candidate").exists()
+
+    def test_install_refuses_an_invalid_config(self, tmp_path):
+        with pytest.raises(ConfigRejectedError):
+            asyncio.run(install("this is not nginx", tmp_path / "nginx.conf"))
+        assert not (tmp_path / "nginx.conf").exists()

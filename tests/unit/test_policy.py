@@ -1,0 +1,103 @@
+import pytest
+
+from autoscaler.core import Thresholds
+from autoscaler.policy import parse_policy, service_policy
+from autoscaler.settings import load
+from common.config import ConfigError, read_float
+
+
+class TestReadFloat:
+    def test_empty_value_counts_as_unset(self):
+        assert read_float({"X": "  "}, "X", 3.0) == 3.0
+
+    @pytest.mark.parametrize(
+        ("value", "problem"),
+        [("abc", "not a number"), ("nan", "not a finite number"), ("-1", "must be at least 0")],
+    )
+    def test_error_names_variable_and_value(self, value, problem):
+        with pytest.raises(ConfigError) as caught:
+            read_float({"X": value}, "X", 1.0, minimum=0)
+        assert (caught.value.name, caught.value.value, caught.value.problem) == ("X", value, problem)
+
+
+class TestParsePolicy:
+    def test_defaults_are_the_seed_systems(self):
+        policy = parse_policy({})
+        assert (policy.algorithm, policy.min_replicas, policy.max_replicas, policy.cooldown) == (
+            "linear",
+            2,
+            10,
+            120.0,
+        )
+        assert policy.cpu == Thresholds(up=70, down=20)
+        assert policy.memory == Thresholds(up=80, down=40)
+
+    def test_generic_thresholds_apply_where_a_metric_has_none_of_its_own(self):
+        policy = parse_policy(
+            {"SCALE_UP_THRESHOLD": "60", "SCALE_DOWN_THRESHOLD": "10", "MEMORY_SCALE_UP_THRESHOLD": "90"}
+        )
+        assert policy.cpu == Thresholds(up=60, down=10)
+        assert policy.memory == Thresholds(up=90, down=10)
+
+    @pytest.mark.parametrize(
+        ("environment", "variable", "value"),
+        [
+            ({"MIN_REPLICAS": "5", "MAX_REPLICAS": "3"}, "MIN_REPLICAS", "5"),
+            ({"MIN_REPLICAS": "two"}, "MIN_REPLICAS", "two"),
+            ({"MAX_REPLICAS": "0"}, "MAX_REPLICAS", "0"),
+            ({"COOLDOWN_PERIOD": "-5"}, "COOLDOWN_PERIOD", "-5"),
+            ({"SCALING_ALGORITHM": "magic"}, "SCALING_ALGORITHM", "magic"),
+            ({"CPU_SCALE_UP_THRESHOLD": "150"}, "CPU_SCALE_UP_THRESHOLD", "150"),
+            ({"CPU_SCALE_DOWN_THRESHOLD": "75"}, "CPU_SCALE_DOWN_THRESHOLD", "75"),
+        ],
+    )
+    def test_bad_values_name_the_variable_and_value(self, environment, variable, value):
+        with pytest.raises(ConfigError) as caught:
+            parse_policy(environment)
+        assert (caught.value.name, caught.value.value) == (variable, value)
+
+
+class TestServicePolicy:
+    def test_labels_override_the_environment(self):
+        policy = service_policy(
+            {"MAX_REPLICAS": "10"},
+            {
+                "autoscaler.enable": "true",
+                "autoscaler.max_replicas": "4",
+                "autoscaler.cpu_scale_up_threshold": "50",
+                "com.example.other": "x",
+            },
+        )
+        assert policy.max_replicas == 4
+        assert policy.cpu.up == 50
+
+    def test_a_bad_label_is_named_by_the_label(self):
+        with pytest.raises(ConfigError) as caught:
+            service_policy({}, {"autoscaler.min_replicas": "20"})
+        assert caught.value.name == "autoscaler.min_replicas"
+        assert "MAX_REPLICAS=10" in caught.value.problem
+
+    def test_an_unknown_label_is_an_error(self):
+        with pytest.raises(ConfigError, match="unknown autoscaler label"):
+            service_policy({}, {"autoscaler.max_replica": "4"})
+
+    def test_an_environment_error_keeps_the_variable_name(self):
+        with pytest.raises(ConfigError) as caught:
+            service_policy(
+                {"MIN_REPLICAS": "9"}, {"autoscaler.max_replicas": "12", "autoscaler.min_replicas": "9x"}
+            )
+        assert caught.value.name == "autoscaler.min_replicas"
+
+
+class TestLoadSettings:
+    def test_defaults(self):
+        settings = load({})
+        assert settings.loop.check_interval == 30
+        assert settings.collectors.address == "tasks.metrics-collector"
+        assert settings.server.port == 8080
+
+    @pytest.mark.parametrize("value", ["-1", "0", "soon"])
+    def test_check_interval_must_be_positive(self, value):
+        with pytest.raises(ConfigError) as caught:
+            load({"CHECK_INTERVAL": value})
+        assert caught.value.name == "CHECK_INTERVAL"
