@@ -1,8 +1,9 @@
-"""``python -m autoscaler``: run the autoscaler daemon."""
+"""``python -m autoscaler``: run the autoscaler daemon; ``python -m autoscaler simulate``: the backtest."""
 
 from __future__ import annotations
 
 import os
+import sys
 import time
 from dataclasses import asdict
 
@@ -37,5 +38,16 @@ async def run(settings: Settings) -> None:
     api.close()
 
 
+def main(argv: list[str]) -> None:
+    if argv[:1] == ["simulate"]:
+        from autoscaler.backtest.cli import main as simulate  # noqa: PLC0415 - the daemon does not need it
+
+        simulate(argv[1:])
+    elif argv:
+        sys.exit(f"unknown command {argv[0]!r}: run with no arguments for the daemon, or 'simulate'")
+    else:
+        start(load, run)
+
+
 if __name__ == "__main__":
-    start(load, run)
+    main(sys.argv[1:])

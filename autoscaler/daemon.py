@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 import httpx
 import structlog
 
+from autoscaler import core
 from autoscaler.collectors import Reading, Resolver, read_collectors, resolve_all
-from autoscaler.core import Decision, Observation, Policy, ServiceState, decide
+from autoscaler.core import Decision, Observation, Policy, ServiceState
 from autoscaler.policy import service_policy
 from autoscaler.settings import Settings
 from autoscaler.swarm import Swarm, SwarmService
@@ -134,6 +135,7 @@ class Autoscaler:
         metrics = reading.services.get(service.name)
         observation = Observation(
             current_replicas=service.replicas,
+            ready_replicas=metrics.tasks if metrics else None,
             cpu_percent=metrics.cpu_percent if metrics else None,
             memory_percent=metrics.memory_percent if metrics else None,
             sampled_at=metrics.sampled_at if metrics else None,
@@ -143,7 +145,7 @@ class Autoscaler:
         # restarted autoscaler does not ignore a cooldown that is still running.
         memory = state.memory.setdefault(service.id, ServiceState(last_scaled_at=service.updated_at))
         now = self._clock()
-        decision = decide(observation, policy, memory, now)
+        decision = core.decide(observation, policy, memory, now)
         record.decision, record.decided_at = decision, now
         state.decisions[(service.name, decision.reason.action)] += 1
         log.info(
@@ -161,7 +163,7 @@ class Autoscaler:
             state.scale_failures[service.name] += 1
             log.error("scale failed", service=service.name, error=repr(error))
             return
-        state.memory[service.id] = ServiceState(last_scaled_at=now)
+        memory.record_change(now, decision.current_replicas, decision.desired_replicas)
         direction = "up" if decision.desired_replicas > decision.current_replicas else "down"
         state.scale_events[(service.name, direction)] += 1
         log.info(

@@ -29,6 +29,21 @@ class AutoscalerCollector(Collector):
             "Metric values the last decision saw, in percent of the task limits.",
             labels=["service", "metric"],
         )
+        recommended = GaugeMetricFamily(
+            "autoscaler_service_recommended_replicas",
+            "Replicas the algorithm asked for at the last decision, before limits.",
+            labels=["service"],
+        )
+        limited = GaugeMetricFamily(
+            "autoscaler_service_decision_limited",
+            "1 for each limit (cooldown, stabilization, rate_limit, bounds, ...) that changed the last decision.",
+            labels=["service", "limit"],
+        )
+        forecast = GaugeMetricFamily(
+            "autoscaler_service_forecast_load",
+            "Predictive only: the load forecast at the last decision, in replicas' worth of CPU at 100 %.",
+            labels=["service"],
+        )
         valid = GaugeMetricFamily(
             "autoscaler_service_config_valid",
             "1 if the service's labels are valid, 0 if the service is skipped for a bad label.",
@@ -37,12 +52,19 @@ class AutoscalerCollector(Collector):
         for name, record in sorted(state.services.items()):
             valid.add_metric([name], 0 if record.config_error else 1)
             if record.decision is not None:
+                reason = record.decision.reason
                 current.add_metric([name], record.decision.current_replicas)
                 desired.add_metric([name], record.decision.desired_replicas)
+                if reason.recommendation is not None:
+                    recommended.add_metric([name], reason.recommendation)
+                for limit in reason.limited_by:
+                    limited.add_metric([name, limit], 1)
+                if reason.forecast is not None:
+                    forecast.add_metric([name], reason.forecast)
             for metric, value in (("cpu", record.cpu_percent), ("memory", record.memory_percent)):
                 if value is not None:
                     observed.add_metric([name, metric], value)
-        yield from (current, desired, observed, valid)
+        yield from (current, desired, recommended, limited, forecast, observed, valid)
 
         events = CounterMetricFamily(
             "autoscaler_scale_events", "Replica changes made.", labels=["service", "direction"]

@@ -2,19 +2,88 @@
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from autoscaler.core.forecast import Forecaster
 
 Action = Literal["scale_up", "scale_down", "none"]
-Limit = Literal["cooldown", "min_replicas", "max_replicas", "paused"]
+Limit = Literal[
+    "paused", "missing_metrics", "stabilization", "rate_limit", "cooldown", "min_replicas", "max_replicas"
+]
+Metric = Literal["cpu", "memory", "latency", "errors"]
+METRICS: tuple[Metric, ...] = ("cpu", "memory", "latency", "errors")
 
 
 @dataclass(frozen=True)
 class Thresholds:
-    """Scale up above ``up``, scale down below ``down``; both in percent of the limit."""
+    """Scale up above ``up``; scale down only below ``down`` (None: this metric never asks for less)."""
 
     up: float
-    down: float
+    down: float | None
+
+
+@dataclass(frozen=True)
+class MetricThresholds:
+    cpu: Thresholds
+    """Percent of the tasks' CPU limit."""
+    memory: Thresholds
+    """Percent of the tasks' memory limit."""
+    latency: Thresholds
+    """95th-percentile response time, in milliseconds."""
+    errors: Thresholds
+    """Percent of responses that are server errors; up only."""
+
+    def of(self, metric: Metric) -> Thresholds:
+        thresholds: Thresholds = getattr(self, metric)
+        return thresholds
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """At most the larger (up) or smaller (down) of ``replicas`` and ``percent`` per ``period``."""
+
+    replicas: int
+    percent: float
+    period: float
+    """Seconds."""
+
+
+@dataclass(frozen=True)
+class Behaviour:
+    """Limits every algorithm's recommendation goes through, as Kubernetes' HPA behaviour."""
+
+    scale_up_cooldown: float
+    """Seconds after any change to the service before it may grow."""
+    scale_down_cooldown: float
+    """Seconds after any change to the service before it may shrink."""
+    scale_down_stabilization: float
+    """Seconds of recommendations whose highest is the most a scale-down may go to."""
+    scale_up_rate: RateLimit
+    scale_down_rate: RateLimit
+    tolerance: float
+    """The target algorithm's dead band, as a fraction of the target (0.1: within 10 %)."""
+
+
+@dataclass(frozen=True)
+class Forecasting:
+    """How the predictive algorithm forecasts."""
+
+    startup_time: float
+    """Seconds from a scale-up decision until the new replica serves."""
+    check_interval: float
+    """Seconds between two decisions."""
+    season: float
+    """Seconds in one season (a day); seasonality is used once one whole season has been seen."""
+    max_error: float
+    """Recent mean absolute forecast error (fraction of the load) above which predictive falls back."""
+
+    @property
+    def horizon_after(self) -> float:
+        """Seconds of the forecast that matter: startup plus one check interval."""
+        return self.startup_time + self.check_interval
 
 
 @dataclass(frozen=True)
@@ -24,10 +93,11 @@ class Policy:
     algorithm: str
     min_replicas: int
     max_replicas: int
-    cooldown: float
-    """Seconds after a change to the service before the next change."""
-    cpu: Thresholds
-    memory: Thresholds
+    metrics: tuple[Metric, ...]
+    """The metrics the service is scaled on; one of them missing blocks any scale-down."""
+    thresholds: MetricThresholds
+    behaviour: Behaviour
+    forecasting: Forecasting
     metrics_max_age: float
     """Seconds after which an observation counts as stale, as if missing."""
 
@@ -38,20 +108,50 @@ class Observation:
 
     current_replicas: int
     """Replicas in the service's spec."""
+    ready_replicas: int | None = None
+    """Tasks running and measured; None when unknown (then taken as ``current_replicas``)."""
     cpu_percent: float | None = None
-    """Mean CPU use of the service's tasks, in percent of each task's CPU limit."""
+    """Mean CPU use of the tasks, in percent of each task's CPU limit."""
     memory_percent: float | None = None
     """Mean working-set memory of the tasks, in percent of each task's memory limit."""
+    latency_ms: float | None = None
+    """95th-percentile response time, in milliseconds."""
+    error_percent: float | None = None
+    """Percent of responses that were server errors."""
     sampled_at: float | None = None
     """When the metrics were sampled, in seconds since the epoch; None if never."""
 
+    def value(self, metric: Metric) -> float | None:
+        return {
+            "cpu": self.cpu_percent,
+            "memory": self.memory_percent,
+            "latency": self.latency_ms,
+            "errors": self.error_percent,
+        }[metric]
 
-@dataclass(frozen=True)
+
+@dataclass
 class ServiceState:
-    """What the core remembers about a service between decisions."""
+    """What the core remembers about one service between decisions.
+
+    The one thing the core changes: ``decide`` appends to the recommendation history
+    and feeds the forecaster, ``record_change`` notes a change that was made. Each
+    update is O(1) (amortised), so a long replay costs the same per step.
+    """
 
     last_scaled_at: float | None = None
-    """When the service's replica count last changed, in seconds since the epoch."""
+    """When the replica count last changed, in seconds since the epoch."""
+    recommendations: deque[tuple[float, int]] = field(default_factory=deque)
+    """(time, replicas) of recent recommendations, for scale-down stabilization."""
+    changes: deque[tuple[float, int]] = field(default_factory=deque)
+    """(time, replicas added or removed) of recent changes, for rate limits."""
+    forecaster: Forecaster | None = None
+
+    def record_change(self, now: float, current: int, desired: int) -> None:
+        """Note that the service went from ``current`` to ``desired`` replicas at ``now``."""
+        if desired != current:
+            self.last_scaled_at = now
+            self.changes.append((now, desired - current))
 
 
 @dataclass(frozen=True)
@@ -64,18 +164,22 @@ class Reason:
     metric: str | None = None
     value: float | None = None
     threshold: float | None = None
+    """The threshold or target the deciding metric was held against."""
     recommendation: int | None = None
     """The replica count the algorithm asked for, before limits."""
-    limited_by: Limit | None = None
+    limited_by: tuple[Limit, ...] = ()
+    """Every limit that changed the recommendation, in the order applied."""
     cooldown_remaining: float | None = None
     """Seconds of cooldown left, when the cooldown held the change back."""
+    forecast: float | None = None
+    """Predictive only: the load forecast, in replicas' worth of CPU at 100 %."""
     min_replicas: int | None = None
     max_replicas: int | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     """Every fresh metric value the decision saw."""
 
     def as_dict(self) -> dict[str, Any]:
-        return {key: value for key, value in asdict(self).items() if value is not None}
+        return {key: value for key, value in asdict(self).items() if value not in (None, ())}
 
 
 @dataclass(frozen=True)

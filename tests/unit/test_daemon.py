@@ -77,7 +77,7 @@ class TestAutoscaler:
         harness.now += 30
         state = harness.check()
         assert len(harness.api.updates) == 1
-        assert state.services["s_web"].decision.reason.limited_by == "cooldown"
+        assert state.services["s_web"].decision.reason.limited_by == ("cooldown",)
         harness.now += 31
         harness.check()
         assert len(harness.api.updates) == 2
@@ -87,7 +87,7 @@ class TestAutoscaler:
         harness = Harness([service("a", "s_web", 3, ENABLED, recent)], {"s_web": 95.0})
         state = harness.check()
         assert harness.api.updates == []
-        assert state.services["s_web"].decision.reason.limited_by == "cooldown"
+        assert state.services["s_web"].decision.reason.limited_by == ("cooldown",)
 
     def test_a_bad_label_skips_only_that_service(self):
         services = [
@@ -123,6 +123,7 @@ class TestEndpoints:
         assert families["autoscaler_scale_events"].samples[0].value == 1
         assert families["autoscaler_service_desired_replicas"].samples[0].value == 4
         assert "autoscaler_last_successful_check_timestamp_seconds" in families
+        assert families["autoscaler_service_recommended_replicas"].samples[0].value == 4
 
     def test_health_is_unavailable_without_collectors(self):
         harness = Harness([service("a", "s_web", 3, ENABLED, LONG_AGO)], {})

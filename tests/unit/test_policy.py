@@ -1,7 +1,10 @@
+from pathlib import Path
+
 import pytest
 
 from autoscaler.core import Thresholds
-from autoscaler.policy import parse_policy, service_policy
+from autoscaler.core.model import RateLimit
+from autoscaler.policy import POLICY_VARIABLES, parse_policy, service_policy
 from autoscaler.settings import load
 from common.config import ConfigError, read_float
 
@@ -23,21 +26,27 @@ class TestReadFloat:
 class TestParsePolicy:
     def test_defaults_are_the_seed_systems(self):
         policy = parse_policy({})
-        assert (policy.algorithm, policy.min_replicas, policy.max_replicas, policy.cooldown) == (
-            "linear",
-            2,
-            10,
-            120.0,
-        )
-        assert policy.cpu == Thresholds(up=70, down=20)
-        assert policy.memory == Thresholds(up=80, down=40)
+        assert (policy.algorithm, policy.min_replicas, policy.max_replicas) == ("linear", 2, 10)
+        assert policy.metrics == ("cpu", "memory")
+        assert policy.thresholds.cpu == Thresholds(up=70, down=20)
+        assert policy.thresholds.memory == Thresholds(up=80, down=40)
+        assert policy.thresholds.latency == Thresholds(up=1000, down=200)
+        assert policy.thresholds.errors == Thresholds(up=5, down=None)
+
+    def test_behaviour_defaults_are_hpas(self):
+        behaviour = parse_policy({}).behaviour
+        assert (behaviour.scale_up_cooldown, behaviour.scale_down_cooldown) == (120, 120)
+        assert behaviour.scale_down_stabilization == 300
+        assert behaviour.scale_up_rate == RateLimit(replicas=4, percent=100, period=30)
+        assert behaviour.scale_down_rate == RateLimit(replicas=2, percent=50, period=60)
+        assert behaviour.tolerance == 0.1
 
     def test_generic_thresholds_apply_where_a_metric_has_none_of_its_own(self):
         policy = parse_policy(
             {"SCALE_UP_THRESHOLD": "60", "SCALE_DOWN_THRESHOLD": "10", "MEMORY_SCALE_UP_THRESHOLD": "90"}
         )
-        assert policy.cpu == Thresholds(up=60, down=10)
-        assert policy.memory == Thresholds(up=90, down=10)
+        assert policy.thresholds.cpu == Thresholds(up=60, down=10)
+        assert policy.thresholds.memory == Thresholds(up=90, down=10)
 
     @pytest.mark.parametrize(
         ("environment", "variable", "value"),
@@ -49,6 +58,10 @@ class TestParsePolicy:
             ({"SCALING_ALGORITHM": "magic"}, "SCALING_ALGORITHM", "magic"),
             ({"CPU_SCALE_UP_THRESHOLD": "150"}, "CPU_SCALE_UP_THRESHOLD", "150"),
             ({"CPU_SCALE_DOWN_THRESHOLD": "75"}, "CPU_SCALE_DOWN_THRESHOLD", "75"),
+            ({"SCALING_METRICS": "cpu,disk"}, "SCALING_METRICS", "cpu,disk"),
+            ({"RESPONSE_TIME_SCALE_DOWN_MS": "2000"}, "RESPONSE_TIME_SCALE_DOWN_MS", "2000"),
+            ({"SCALE_UP_COOLDOWN": "-1"}, "SCALE_UP_COOLDOWN", "-1"),
+            ({"TARGET_TOLERANCE": "2"}, "TARGET_TOLERANCE", "2"),
         ],
     )
     def test_bad_values_name_the_variable_and_value(self, environment, variable, value):
@@ -69,7 +82,7 @@ class TestServicePolicy:
             },
         )
         assert policy.max_replicas == 4
-        assert policy.cpu.up == 50
+        assert policy.thresholds.cpu.up == 50
 
     def test_a_bad_label_is_named_by_the_label(self):
         with pytest.raises(ConfigError) as caught:
@@ -83,10 +96,8 @@ class TestServicePolicy:
 
     def test_an_environment_error_keeps_the_variable_name(self):
         with pytest.raises(ConfigError) as caught:
-            service_policy(
-                {"MIN_REPLICAS": "9"}, {"autoscaler.max_replicas": "12", "autoscaler.min_replicas": "9x"}
-            )
-        assert caught.value.name == "autoscaler.min_replicas"
+            service_policy({"MIN_REPLICAS": "9"}, {"autoscaler.max_replicas": "5"})
+        assert caught.value.name == "MIN_REPLICAS"
 
 
 class TestLoadSettings:
@@ -101,3 +112,12 @@ class TestLoadSettings:
         with pytest.raises(ConfigError) as caught:
             load({"CHECK_INTERVAL": value})
         assert caught.value.name == "CHECK_INTERVAL"
+
+
+class TestStackFile:
+    def test_every_policy_variable_reaches_the_autoscaler(self):
+        stack = (Path(__file__).parents[2] / "stack.yml").read_text()
+        missing = [
+            name for name in (*POLICY_VARIABLES, "CHECK_INTERVAL") if f"{name}: ${{{name}:-" not in stack
+        ]
+        assert missing == []
