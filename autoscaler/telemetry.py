@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from autoscaler.daemon import DaemonState
+from autoscaler.daemon import DaemonState, ServiceRecord
+
+
+def _gauge(name: str, documentation: str, *labels: str) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, documentation, labels=list(labels))
+
+
+def _counter(
+    name: str, documentation: str, counts: Counter[tuple[str, str]] | Counter[str], *labels: str
+) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, documentation, labels=list(labels))
+    for key, count in sorted(counts.items()):
+        family.add_metric(list(key) if isinstance(key, tuple) else [key], count)
+    return family
 
 
 class AutoscalerCollector(Collector):
@@ -15,85 +29,94 @@ class AutoscalerCollector(Collector):
         self._state = state
 
     def collect(self) -> Iterator[Metric]:
-        state = self._state
-        current = GaugeMetricFamily(
-            "autoscaler_service_replicas",
-            "Replicas in the service's spec at the last check.",
-            labels=["service"],
+        yield from self._per_service()
+        yield from self._counters()
+        yield from self._daemon()
+
+    def _per_service(self) -> Iterator[Metric]:
+        current = _gauge(
+            "autoscaler_service_replicas", "Replicas in the service's spec at the last check.", "service"
         )
-        desired = GaugeMetricFamily(
-            "autoscaler_service_desired_replicas", "Replicas the last decision asked for.", labels=["service"]
+        desired = _gauge(
+            "autoscaler_service_desired_replicas", "Replicas the last decision asked for.", "service"
         )
-        observed = GaugeMetricFamily(
-            "autoscaler_service_observed_percent",
-            "Metric values the last decision saw, in percent of the task limits.",
-            labels=["service", "metric"],
-        )
-        recommended = GaugeMetricFamily(
+        recommended = _gauge(
             "autoscaler_service_recommended_replicas",
             "Replicas the algorithm asked for at the last decision, before limits.",
-            labels=["service"],
+            "service",
         )
-        limited = GaugeMetricFamily(
+        limited = _gauge(
             "autoscaler_service_decision_limited",
-            "1 for each limit (cooldown, stabilization, rate_limit, bounds, ...) that changed the last decision.",
-            labels=["service", "limit"],
+            "1 for each limit (cooldown, stabilization, rate_limit, bounds...) that changed the last "
+            "decision.",
+            "service",
+            "limit",
         )
-        forecast = GaugeMetricFamily(
+        forecast = _gauge(
             "autoscaler_service_forecast_load",
-            "Predictive only: the load forecast at the last decision, in replicas' worth of CPU at 100 %.",
-            labels=["service"],
+            "Predictive only: the load forecast, in replicas' worth of CPU at 100 %.",
+            "service",
         )
-        valid = GaugeMetricFamily(
+        observed = _gauge(
+            "autoscaler_service_observed_percent",
+            "Metric values the last decision saw, in percent of the task limits.",
+            "service",
+            "metric",
+        )
+        valid = _gauge(
             "autoscaler_service_config_valid",
             "1 if the service's labels are valid, 0 if the service is skipped for a bad label.",
-            labels=["service"],
+            "service",
         )
-        for name, record in sorted(state.services.items()):
+        for name, record in sorted(self._state.services.items()):
             valid.add_metric([name], 0 if record.config_error else 1)
-            if record.decision is not None:
-                reason = record.decision.reason
-                current.add_metric([name], record.decision.current_replicas)
-                desired.add_metric([name], record.decision.desired_replicas)
-                if reason.recommendation is not None:
-                    recommended.add_metric([name], reason.recommendation)
-                for limit in reason.limited_by:
-                    limited.add_metric([name, limit], 1)
-                if reason.forecast is not None:
-                    forecast.add_metric([name], reason.forecast)
             for metric, value in (("cpu", record.cpu_percent), ("memory", record.memory_percent)):
                 if value is not None:
                     observed.add_metric([name, metric], value)
+            self._add_decision(name, record, current, desired, recommended, limited, forecast)
         yield from (current, desired, recommended, limited, forecast, observed, valid)
 
-        events = CounterMetricFamily(
-            "autoscaler_scale_events", "Replica changes made.", labels=["service", "direction"]
-        )
-        for (name, direction), count in sorted(state.scale_events.items()):
-            events.add_metric([name, direction], count)
-        decisions = CounterMetricFamily(
-            "autoscaler_decisions", "Decisions made, by outcome.", labels=["service", "action"]
-        )
-        for (name, action), count in sorted(state.decisions.items()):
-            decisions.add_metric([name, action], count)
-        failures = CounterMetricFamily(
-            "autoscaler_scale_failures", "Service updates the Docker API refused.", labels=["service"]
-        )
-        for name, count in sorted(state.scale_failures.items()):
-            failures.add_metric([name], count)
-        yield from (events, decisions, failures)
+    @staticmethod
+    def _add_decision(name: str, record: ServiceRecord, *families: GaugeMetricFamily) -> None:
+        if record.decision is None:
+            return
+        current, desired, recommended, limited, forecast = families
+        reason = record.decision.reason
+        current.add_metric([name], record.decision.current_replicas)
+        desired.add_metric([name], record.decision.desired_replicas)
+        if reason.recommendation is not None:
+            recommended.add_metric([name], reason.recommendation)
+        for limit in reason.limited_by:
+            limited.add_metric([name, limit], 1)
+        if reason.forecast is not None:
+            forecast.add_metric([name], reason.forecast)
 
-        collectors = GaugeMetricFamily(
+    def _counters(self) -> Iterator[Metric]:
+        state = self._state
+        yield _counter(
+            "autoscaler_scale_events", "Replica changes made.", state.scale_events, "service", "direction"
+        )
+        yield _counter(
+            "autoscaler_decisions", "Decisions made, by outcome.", state.decisions, "service", "action"
+        )
+        yield _counter(
+            "autoscaler_scale_failures",
+            "Service updates the Docker API refused.",
+            state.scale_failures,
+            "service",
+        )
+
+    def _daemon(self) -> Iterator[Metric]:
+        state = self._state
+        collectors = _gauge(
             "autoscaler_collectors_answered", "Metrics collectors that answered at the last check."
         )
         collectors.add_metric([], state.collectors_answered)
-        docker_up = GaugeMetricFamily(
-            "autoscaler_docker_api_up", "1 if the Docker API answered at the last check."
-        )
+        docker_up = _gauge("autoscaler_docker_api_up", "1 if the Docker API answered at the last check.")
         docker_up.add_metric([], 0 if state.docker_error else 1)
         yield from (collectors, docker_up)
         if state.last_successful_check_at is not None:
-            last = GaugeMetricFamily(
+            last = _gauge(
                 "autoscaler_last_successful_check_timestamp_seconds",
                 "When the last check that reached the Docker API ended, in seconds since the epoch.",
             )
