@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -16,11 +15,12 @@ def _gauge(name: str, documentation: str, *labels: str) -> GaugeMetricFamily:
 
 
 def _counter(
-    name: str, documentation: str, counts: Counter[tuple[str, str]] | Counter[str], *labels: str
+    name: str, documentation: str, counts: Iterable[tuple[Sequence[str], int]], *labels: str
 ) -> CounterMetricFamily:
+    """A counter family from (label values, count) pairs."""
     family = CounterMetricFamily(name, documentation, labels=list(labels))
-    for key, count in sorted(counts.items()):
-        family.add_metric(list(key) if isinstance(key, tuple) else [key], count)
+    for key, count in sorted(counts, key=lambda pair: tuple(pair[0])):
+        family.add_metric(list(key), count)
     return family
 
 
@@ -94,16 +94,22 @@ class AutoscalerCollector(Collector):
     def _counters(self) -> Iterator[Metric]:
         state = self._state
         yield _counter(
-            "autoscaler_scale_events", "Replica changes made.", state.scale_events, "service", "direction"
-        )
-        yield _counter(
-            "autoscaler_decisions", "Decisions made, by outcome.", state.decisions, "service", "action"
-        )
-        yield _counter(
-            "autoscaler_scale_failures",
-            "Service updates the Docker API refused.",
-            state.scale_failures,
+            "autoscaler_scale_events",
+            "Replica changes made.",
+            state.scale_events.items(),
             "service",
+            "direction",
+        )
+        yield _counter(
+            "autoscaler_decisions",
+            "Decisions made, by outcome.",
+            state.decisions.items(),
+            "service",
+            "action",
+        )
+        failures = [((service,), count) for service, count in state.scale_failures.items()]
+        yield _counter(
+            "autoscaler_scale_failures", "Service updates the Docker API refused.", failures, "service"
         )
 
     def _daemon(self) -> Iterator[Metric]:
