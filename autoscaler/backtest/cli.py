@@ -158,7 +158,10 @@ def plot(path: Path, results: Sequence[Result]) -> None:
             f"{result.replica_minutes:.0f} replica-minutes"
         )
         axis.legend(loc="upper left", fontsize="small")
-    axes[-1].xaxis.set_major_formatter(mdates.DateFormatter("%m-%d"))  # type: ignore[no-untyped-call]  # untyped in matplotlib
+    # Hours matter on a window of a day or two; dates on a longer one.
+    short = first.times[-1] - first.times[0] <= 2 * 86400
+    date_format = mdates.DateFormatter("%m-%d %H:%M" if short else "%m-%d")  # type: ignore[no-untyped-call]
+    axes[-1].xaxis.set_major_formatter(date_format)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)

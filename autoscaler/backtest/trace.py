@@ -39,8 +39,10 @@ class Trace:
 
 
 def parse_time(text: str) -> float:
+    """``YYYY-MM-DD HH:MM:SS`` in UTC, in seconds since the epoch."""
     try:
-        return datetime.strptime(text.strip(), TIME_FORMAT).replace(tzinfo=UTC).timestamp()
+        # fromisoformat reads this form many times faster than strptime: it matters on long traces.
+        return datetime.fromisoformat(text.strip()).replace(tzinfo=UTC).timestamp()
     except ValueError:
         raise TraceError(f"time {text!r} is not in the form YYYY-MM-DD HH:MM:SS") from None
 
