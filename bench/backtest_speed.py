@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from autoscaler import core
@@ -30,18 +31,22 @@ def hold(observation: Observation, policy: Policy, state: ServiceState, now: flo
     return Decision(replicas, replicas, Reason(policy.algorithm, "none", "baseline"))
 
 
-def best_of(repeat: int, work: object) -> float:
+def best_of(repeat: int, work: Callable[[], object]) -> float:
     times = []
     for _ in range(repeat):
         started = time.perf_counter()
-        work()  # type: ignore[operator]
+        work()
         times.append(time.perf_counter() - started)
     return min(times)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--trace", type=Path, default=ROOT.parent / "shared" / "traces" / "wc98_per_minute.csv")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--trace", type=Path, default=ROOT.parent / "shared" / "traces" / "wc98_per_minute.csv"
+    )
     parser.add_argument("--repeat", type=int, default=3)
     arguments = parser.parse_args()
 
@@ -56,13 +61,16 @@ def main() -> None:
         core.decide = real
     full = best_of(arguments.repeat, lambda: simulate(trace, ORDER, MODEL, {}))
 
-    print(f"window {WINDOW[0]} .. {WINDOW[1]}, {len(ORDER)} algorithms, {decisions} decisions, "
-          f"best of {arguments.repeat}")
+    print(
+        f"window {WINDOW[0]} .. {WINDOW[1]}, {len(ORDER)} algorithms, {decisions} decisions, "
+        f"best of {arguments.repeat}"
+    )
     print(f"{'phase':36} {'seconds':>8} {'µs/decision':>12}")
     print(f"{'read the trace (whole file)':36} {read_seconds:8.2f}")
     print(f"{'baseline: replay, decisions held':36} {baseline:8.2f} {1e6 * baseline / decisions:12.1f}")
     print(f"{'replay through the decision core':36} {full:8.2f} {1e6 * full / decisions:12.1f}")
-    print(f"{'the decision core alone':36} {full - baseline:8.2f} {1e6 * (full - baseline) / decisions:12.1f}")
+    core_alone = full - baseline
+    print(f"{'the decision core alone':36} {core_alone:8.2f} {1e6 * core_alone / decisions:12.1f}")
     print(f"{'total: read + replay':36} {read_seconds + full:8.2f}")
 
 
