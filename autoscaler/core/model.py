@@ -80,11 +80,6 @@ class Forecasting:
     max_error: float
     """Recent mean absolute forecast error (fraction of the load) above which predictive falls back."""
 
-    @property
-    def horizon_after(self) -> float:
-        """Seconds of the forecast that matter: startup plus one check interval."""
-        return self.startup_time + self.check_interval
-
 
 @dataclass(frozen=True)
 class Policy:
