@@ -71,6 +71,10 @@ def _number(source: Mapping[str, str], name: str, **bounds: float) -> float:
     return read_float(source, name, float(POLICY_VARIABLES[name]), **bounds)
 
 
+def _whole(source: Mapping[str, str], name: str, minimum: int) -> int:
+    return read_int(source, name, int(POLICY_VARIABLES[name]), minimum=minimum)
+
+
 def _ordered(name_down: str, down: float, up: float) -> None:
     if down >= up:
         raise ConfigError(
@@ -107,12 +111,7 @@ def _metrics(source: Mapping[str, str]) -> tuple[Metric, ...]:
 
 def _rate(source: Mapping[str, str], direction: str) -> RateLimit:
     return RateLimit(
-        replicas=read_int(
-            source,
-            f"SCALE_{direction}_LIMIT_REPLICAS",
-            int(POLICY_VARIABLES[f"SCALE_{direction}_LIMIT_REPLICAS"]),
-            minimum=1,
-        ),
+        replicas=_whole(source, f"SCALE_{direction}_LIMIT_REPLICAS", minimum=1),
         percent=_number(source, f"SCALE_{direction}_LIMIT_PERCENT", minimum=1),
         period=_number(source, f"SCALE_{direction}_LIMIT_PERIOD", minimum=1),
     )
@@ -139,9 +138,11 @@ def _latency(source: Mapping[str, str]) -> Thresholds:
 
 def parse_policy(source: Mapping[str, str]) -> Policy:
     """A policy from variables keyed by their environment names; raises ConfigError."""
-    algorithm = read_choice(source, "SCALING_ALGORITHM", "linear", tuple(ALGORITHMS))
-    minimum = read_int(source, "MIN_REPLICAS", int(POLICY_VARIABLES["MIN_REPLICAS"]), minimum=1)
-    maximum = read_int(source, "MAX_REPLICAS", int(POLICY_VARIABLES["MAX_REPLICAS"]), minimum=1)
+    algorithm = read_choice(
+        source, "SCALING_ALGORITHM", POLICY_VARIABLES["SCALING_ALGORITHM"], tuple(ALGORITHMS)
+    )
+    minimum = _whole(source, "MIN_REPLICAS", minimum=1)
+    maximum = _whole(source, "MAX_REPLICAS", minimum=1)
     if minimum > maximum:
         raise ConfigError("MIN_REPLICAS", str(minimum), f"is greater than MAX_REPLICAS={maximum}")
     return Policy(

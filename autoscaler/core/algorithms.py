@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from autoscaler.core.forecast import Forecaster
 from autoscaler.core.model import Action, Metric, Observation, Policy, ServiceState, Thresholds
@@ -72,14 +72,14 @@ def _worst(readings: list[Reading]) -> Reading:
 
 def _all_low(inputs: Inputs) -> Recommendation | None:
     """One fewer when every metric that can ask for less is below its down threshold."""
-    judged = [r for r in inputs.readings if r.thresholds.down is not None]
-    if not judged or not all(r.value < r.thresholds.down for r in judged if r.thresholds.down is not None):
+    judged = [(r, r.thresholds.down) for r in inputs.readings if r.thresholds.down is not None]
+    if not judged or not all(r.value < down for r, down in judged):
         return None
-    closest = max(judged, key=lambda r: r.value / (r.thresholds.down or 1.0))
+    closest, down = max(judged, key=lambda pair: pair[0].value / pair[1])
     summary = " and ".join(
-        f"{r.metric} {r.value:.1f}{_unit(r.metric)} < {r.thresholds.down:g}{_unit(r.metric)}" for r in judged
+        f"{r.metric} {r.value:.1f}{_unit(r.metric)} < {d:g}{_unit(r.metric)}" for r, d in judged
     )
-    return Recommendation(inputs.current - 1, summary, closest, closest.thresholds.down)
+    return Recommendation(inputs.current - 1, summary, closest, down)
 
 
 def _hold(inputs: Inputs, message: str = "within thresholds") -> Recommendation:
@@ -185,27 +185,17 @@ def predictive(inputs: Inputs) -> Recommendation:
     forecaster = state.forecaster
     forecaster.observe(inputs.now, cpu.value / 100 * inputs.ready, censored=cpu.value >= SATURATED_CPU)
     if not forecaster.trusted:
-        return Recommendation(
-            reactive.replicas,
-            reactive.message + "; forecaster warming up",
-            reactive.deciding,
-            reactive.threshold,
-        )
+        return replace(reactive, message=reactive.message + "; forecaster warming up")
     if forecaster.error > policy.forecasting.max_error:
-        return Recommendation(
-            reactive.replicas,
-            reactive.message + f"; forecasts off by {forecaster.error:.0%}: reactive",
-            reactive.deciding,
-            reactive.threshold,
+        return replace(
+            reactive, message=reactive.message + f"; forecasts off by {forecaster.error:.0%}: reactive"
         )
     start = inputs.now + policy.forecasting.startup_time
     peak = max(forecaster.forecast(start), forecaster.forecast(inputs.now + horizon))
     goal = cpu.thresholds.up
     needed = math.ceil(peak * (1 + forecaster.under) / (goal / 100) - 1e-9)
     if needed <= reactive.replicas:
-        return Recommendation(
-            reactive.replicas, reactive.message, reactive.deciding, reactive.threshold, peak
-        )
+        return replace(reactive, forecast=peak)
     message = (
         f"forecast {peak:.2f} replicas of cpu in {horizon:.0f}s "
         f"(+{forecaster.under:.0%} headroom) at {goal:g}%"
