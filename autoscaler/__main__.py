@@ -15,6 +15,7 @@ from prometheus_client.registry import CollectorRegistry
 from autoscaler.api import routes
 from autoscaler.daemon import Autoscaler
 from autoscaler.settings import Settings, load
+from autoscaler.state_store import ConfigStateStore
 from autoscaler.swarm import Swarm
 from autoscaler.telemetry import AutoscalerCollector
 from common import http
@@ -26,14 +27,20 @@ log = structlog.get_logger("autoscaler")
 async def run(settings: Settings) -> None:
     api = docker.APIClient(base_url=os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock"))
     async with httpx.AsyncClient(timeout=settings.collectors.timeout) as client:
-        daemon = Autoscaler(settings, Swarm(api), client)
+        scope = settings.state.scope
+        daemon = Autoscaler(settings, Swarm(api, scope), client, store=ConfigStateStore(api, scope))
         registry = CollectorRegistry()
         registry.register(AutoscalerCollector(daemon.state))
         endpoints = routes(
             daemon.state, registry, time.time, settings.loop.check_interval, settings.policy.metrics_max_age
         )
         server = await http.serve(endpoints, settings.server.host, settings.server.port)
-        log.info("autoscaler started", port=settings.server.port, policy=asdict(settings.policy))
+        log.info(
+            "autoscaler started",
+            port=settings.server.port,
+            scope=scope or "every service in the swarm",
+            policy=asdict(settings.policy),
+        )
         await run_workers({"control-loop": daemon.run, "http-server": http_worker(server)})
     api.close()
 

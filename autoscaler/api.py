@@ -10,7 +10,7 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
 
-from autoscaler.daemon import DaemonState
+from autoscaler.daemon import DaemonState, ServiceRecord
 from common.http import Handler, Response
 
 STALE_CHECKS = 3
@@ -28,35 +28,53 @@ def health_problems(state: DaemonState, now: float, check_interval: float, max_a
         problems.append("no check has reached the docker api yet")
     elif now - state.last_successful_check_at > STALE_CHECKS * check_interval + max_age:
         problems.append(f"last successful check {now - state.last_successful_check_at:.0f}s ago")
+    collector_errors = [
+        f"{subject}: {problem}" for subject, problem in state.problems.of_kind("collector").items()
+    ]
     if state.collectors_answered == 0:
+        problems.append("no metrics collector answered: " + "; ".join(collector_errors or ["none found"]))
+    elif state.nodes_unmeasured:
         problems.append(
-            "no metrics collector answered: " + "; ".join(state.collector_errors or ["none found"])
+            "no metrics collector answered for node(s) running autoscaled tasks: "
+            + ", ".join(state.nodes_unmeasured)
         )
     elif state.freshest_sample_at is not None and now - state.freshest_sample_at > max_age:
         problems.append(f"metrics are stale: newest sample {now - state.freshest_sample_at:.0f}s old")
     return problems
 
 
+def _service_status(record: ServiceRecord) -> dict[str, Any]:
+    entry: dict[str, Any] = {"config_error": record.config_error}
+    if record.policy is not None and record.config_error is None:
+        entry["policy"] = asdict(record.policy)
+        entry["paused"] = record.policy.paused
+        entry["dry_run"] = record.policy.dry_run
+    if record.decision is not None:
+        entry.update(
+            current_replicas=record.decision.current_replicas,
+            desired_replicas=record.decision.desired_replicas,
+            decided_at=record.decided_at,
+            reason=record.decision.reason.as_dict(),
+        )
+    if record.observation is not None:
+        entry["ready_replicas"] = record.observation.ready_replicas
+        entry["unmeasured_tasks"] = record.observation.unmeasured_tasks
+    return entry
+
+
 def status(state: DaemonState) -> dict[str, Any]:
-    services: dict[str, Any] = {}
+    services = {}
     for name, record in sorted(state.services.items()):
-        entry: dict[str, Any] = {"config_error": record.config_error}
-        if record.policy is not None:
-            entry["policy"] = asdict(record.policy)
-        if record.decision is not None:
-            entry.update(
-                current_replicas=record.decision.current_replicas,
-                desired_replicas=record.decision.desired_replicas,
-                decided_at=record.decided_at,
-                reason=record.decision.reason.as_dict(),
-            )
-        services[name] = entry
+        services[name] = _service_status(record)
+        services[name]["problems"] = state.problems.of(name)
     return {
         "last_check_at": state.last_check_at,
         "last_successful_check_at": state.last_successful_check_at,
         "collectors_answered": state.collectors_answered,
-        "collector_errors": state.collector_errors,
+        "nodes_unmeasured": state.nodes_unmeasured,
         "docker_error": state.docker_error,
+        "restored_services": state.restored_services,
+        "problems": state.problems.listing(),
         "services": services,
     }
 

@@ -1,4 +1,9 @@
-"""The live daemon: every CHECK_INTERVAL, observe each autoscaled service, decide, scale."""
+"""The live daemon: every CHECK_INTERVAL, observe each autoscaled service, decide, scale.
+
+Nothing from outside can stop the loop: a malformed answer or an unexpected error
+affects only the service, collector or task it belongs to; it is logged once, shown
+in /status and counted in /metrics, and the other services are decided as usual.
+"""
 
 from __future__ import annotations
 
@@ -15,12 +20,17 @@ from autoscaler import core
 from autoscaler.collectors import Reading, Resolver, read_collectors, resolve_all
 from autoscaler.core import Decision, Observation, Policy, ServiceState
 from autoscaler.policy import service_policy
+from autoscaler.problems import Problems
 from autoscaler.settings import Settings
-from autoscaler.swarm import Swarm, SwarmService
+from autoscaler.state_store import ConfigStateStore
+from autoscaler.swarm import RunningTask, StaleServiceError, Swarm, SwarmService
 from common.config import ConfigError
 from common.lifecycle import sleep_unless_stopped
 
 log = structlog.get_logger("autoscaler")
+
+STALE_RETRIES = 3
+"""Times a service that changed under a decision is read and decided again within one check."""
 
 
 @dataclass
@@ -31,8 +41,9 @@ class ServiceRecord:
     decided_at: float | None = None
     policy: Policy | None = None
     config_error: str | None = None
-    cpu_percent: float | None = None
-    memory_percent: float | None = None
+    observation: Observation | None = None
+    labels: dict[str, str] | None = None
+    """The labels at the last check, to tell which label an operator just changed."""
 
 
 @dataclass
@@ -42,6 +53,10 @@ class DaemonState:
     services: dict[str, ServiceRecord] = field(default_factory=dict)
     memory: dict[str, ServiceState] = field(default_factory=dict)
     """Per service id: what the decision core remembers."""
+    saved: dict[str, tuple[ServiceState, float]] = field(default_factory=dict)
+    """Per service id: the state last saved, and when."""
+    state_loaded: bool = False
+    restored_services: int = 0
     scale_events: Counter[tuple[str, str]] = field(default_factory=Counter)
     """Per (service, direction): changes made."""
     decisions: Counter[tuple[str, str]] = field(default_factory=Counter)
@@ -50,17 +65,21 @@ class DaemonState:
     last_check_at: float | None = None
     last_successful_check_at: float | None = None
     docker_error: str | None = None
-    collector_errors: list[str] = field(default_factory=list)
     collectors_answered: int = 0
     freshest_sample_at: float | None = None
+    nodes_unmeasured: list[str] = field(default_factory=list)
+    """Nodes running tasks of autoscaled services whose collector did not answer."""
+    problems: Problems = field(default_factory=Problems)
 
 
 class Autoscaler:
-    def __init__(
+    def __init__(  # noqa: PLR0913 - the daemon's adapters, each replaceable in tests
         self,
         settings: Settings,
         swarm: Swarm,
         http: httpx.AsyncClient,
+        *,
+        store: ConfigStateStore | None = None,
         clock: Callable[[], float] = time.time,
         resolve: Resolver = resolve_all,
     ) -> None:
@@ -68,104 +87,218 @@ class Autoscaler:
         self.state = DaemonState()
         self._swarm = swarm
         self._http = http
+        self._store = store
         self._clock = clock
         self._resolve = resolve
+        self._sequence = 0
 
     async def run(self, stop: asyncio.Event) -> None:
         interval = self.settings.loop.check_interval
         log.info("control loop started", check_interval=interval)
+        next_check = time.monotonic()
         while not stop.is_set():
-            started = time.monotonic()
-            await self.check_once()
-            elapsed = time.monotonic() - started
-            if await sleep_unless_stopped(stop, max(0.0, interval - elapsed)):
+            try:
+                await self.check_once()
+            except Exception:
+                # Every input is checked where it enters; this is the last line of defence.
+                log.exception("check failed")
+            # A fixed schedule, so that cooldowns that are multiples of the interval end on a check.
+            next_check = max(next_check + interval, time.monotonic())
+            if await sleep_unless_stopped(stop, next_check - time.monotonic()):
                 break
 
     async def check_once(self) -> None:
         state = self.state
-        state.last_check_at = self._clock()
+        now = self._clock()
+        state.last_check_at = now
         try:
-            services = await asyncio.to_thread(self._swarm.autoscaled_services)
+            services, malformed = await asyncio.to_thread(self._swarm.autoscaled_services)
         except Exception as error:  # noqa: BLE001 - any failure to reach Docker is reported the same way
             state.docker_error = repr(error)
-            log.error("docker api unreachable", error=repr(error))
+            state.problems.set("docker", "services", repr(error))
             return
         state.docker_error = None
+        state.problems.clear("docker", "services")
+        state.problems.report("service_entry", malformed)
+        await self._load_state(services)
+        tasks = await self._running_tasks()
         reading = await read_collectors(self.settings.collectors, self._http, self._resolve)
-        self._note_collectors(reading)
-        known = set()
+        self._note_collectors(reading, services, tasks)
         for service in services:
-            known.add(service.name)
-            await self._handle(service, reading)
+            try:
+                await self._handle(service, reading, tasks, now)
+                state.problems.clear("decision", service.name)
+            except Exception as error:
+                log.exception("decision failed", service=service.name)
+                state.problems.set("decision", service.name, repr(error))
+        known = {service.name for service in services}
         for gone in set(state.services) - known:
             del state.services[gone]
+        ids = {service.id for service in services}
+        for gone in set(state.memory) - ids:
+            del state.memory[gone]
         state.last_successful_check_at = self._clock()
 
-    def _note_collectors(self, reading: Reading) -> None:
+    async def _load_state(self, services: list[SwarmService]) -> None:
+        """Once, before the first decision: the state saved by the autoscaler that ran before."""
         state = self.state
-        state.collector_errors = reading.errors
+        if state.state_loaded or self._store is None:
+            state.state_loaded = True
+            return
+        store = self._store
+        state.state_loaded = True
+        try:
+            loaded, unreadable = await asyncio.to_thread(store.load)
+        except Exception as error:  # noqa: BLE001 - lost state means starting fresh, never stopping
+            state.problems.set("state", "load", f"cannot read saved state, starting fresh: {error!r}")
+            return
+        names = {service.id: service.name for service in services}
+        for service_id, problem in unreadable.items():
+            state.problems.set("state", names.get(service_id, service_id), f"{problem}; starting fresh")
+        for service_id in set(loaded) | set(unreadable):
+            if service_id not in names:
+                await asyncio.to_thread(store.forget, service_id)
+        state.memory.update({key: value for key, value in loaded.items() if key in names})
+        state.saved.update({key: (value, 0.0) for key, value in state.memory.items()})
+        state.restored_services = len(state.memory)
+        log.info("state restored", services=sorted(names[key] for key in state.memory))
+
+    async def _running_tasks(self) -> list[RunningTask] | None:
+        try:
+            tasks = await asyncio.to_thread(self._swarm.running_tasks)
+        except Exception as error:  # noqa: BLE001 - without the task list, coverage is estimated
+            self.state.problems.set("docker", "tasks", repr(error))
+            return None
+        self.state.problems.clear("docker", "tasks")
+        return tasks
+
+    def _note_collectors(
+        self, reading: Reading, services: list[SwarmService], tasks: list[RunningTask] | None
+    ) -> None:
+        state = self.state
+        state.problems.report("collector", reading.errors)
+        state.problems.report("collector_entry", reading.entry_problems)
         state.collectors_answered = reading.collectors_answered
         samples = [metrics.sampled_at for metrics in reading.services.values()]
         if samples:
             state.freshest_sample_at = max(samples)
-        for error in reading.errors:
-            log.warning("collector unreachable", error=error)
+        ids = {service.id for service in services}
+        nodes = {task.node_id for task in tasks or () if task.service_id in ids}
+        state.nodes_unmeasured = (
+            sorted(nodes - reading.nodes) if reading.nodes or not reading.services else []
+        )
 
-    async def _handle(self, service: SwarmService, reading: Reading) -> None:
-        state = self.state
-        record = state.services.setdefault(service.name, ServiceRecord())
-        if service.replicas is None:
-            record.config_error = "global service: only replicated services can be scaled"
-            log.error("service skipped", service=service.name, error=record.config_error)
-            return
-        try:
-            policy = service_policy(self.settings.policy_environment, service.labels)
-        except ConfigError as error:
-            record.config_error = str(error)
-            log.error(
-                "service skipped: bad label",
-                service=service.name,
-                label=error.name,
-                value=error.value,
-                error=error.problem,
-            )
-            return
-        record.config_error = None
-        record.policy = policy
+    @staticmethod
+    def _observe(service: SwarmService, reading: Reading, tasks: list[RunningTask] | None) -> Observation:
+        """What is known of the service; tasks no collector measured make it incomplete."""
+        assert service.replicas is not None  # noqa: S101 - global services are skipped before
         metrics = reading.services.get(service.name)
-        observation = Observation(
+        measured = metrics.task_ids if metrics else frozenset()
+        if tasks is not None:
+            running = {task.id for task in tasks if task.service_id == service.id}
+            ready, unmeasured = len(running & measured), len(running - measured)
+        else:
+            # No task list: every replica of the spec beyond those measured counts as unmeasured.
+            ready, unmeasured = len(measured), max(0, service.replicas - len(measured))
+        return Observation(
             current_replicas=service.replicas,
-            ready_replicas=metrics.tasks if metrics else None,
+            ready_replicas=ready or None,
             cpu_percent=metrics.cpu_percent if metrics else None,
             memory_percent=metrics.memory_percent if metrics else None,
             sampled_at=metrics.sampled_at if metrics else None,
+            unmeasured_tasks=unmeasured,
+            changed_at=service.updated_at,
         )
-        record.cpu_percent, record.memory_percent = observation.cpu_percent, observation.memory_percent
-        # A service first seen counts as changed when its spec last changed, so that a
-        # restarted autoscaler does not ignore a cooldown that is still running.
-        memory = state.memory.setdefault(service.id, ServiceState(last_scaled_at=service.updated_at))
-        now = self._clock()
-        decision = core.decide(observation, policy, memory, now)
-        record.decision, record.decided_at = decision, now
-        state.decisions[(service.name, decision.reason.action)] += 1
+
+    def _parse_policy(self, service: SwarmService, before: dict[str, str] | None) -> Policy:
+        if service.replicas is None:
+            raise ConfigError("mode", "global", "only replicated services can be scaled")
+        touched = None
+        if before is not None:
+            touched = {label for label, value in service.labels.items() if before.get(label) != value}
+        return service_policy(self.settings.policy_environment, service.labels, touched)
+
+    def _policy(self, service: SwarmService, record: ServiceRecord) -> Policy | None:
+        """The service's policy, or None (reported once) when its labels cannot be used."""
+        problems = self.state.problems
+        before, record.labels = record.labels, service.labels
+        try:
+            policy = self._parse_policy(service, before)
+        except ConfigError as error:
+            record.config_error, record.decision, record.observation = str(error), None, None
+            problems.set("label", service.name, str(error))
+            return None
+        problems.clear("label", service.name)
+        record.config_error, record.policy = None, policy
+        return policy
+
+    async def _handle(
+        self, service: SwarmService, reading: Reading, tasks: list[RunningTask] | None, now: float
+    ) -> None:
+        state = self.state
+        record = state.services.setdefault(service.name, ServiceRecord())
+        policy = self._policy(service, record)
+        if policy is None:
+            return
+        memory = state.memory.get(service.id, ServiceState())
+        changed = False
+        for attempt in range(1, STALE_RETRIES + 1):
+            observation = self._observe(service, reading, tasks)
+            decision = core.decide(observation, policy, memory, now)
+            self._log_decision(service, record, observation, decision, policy, now)
+            if not decision.changes or policy.dry_run:
+                memory = decision.state
+                break
+            try:
+                await asyncio.to_thread(self._swarm.scale, service, decision.desired_replicas)
+            except StaleServiceError as error:
+                log.info(
+                    "service changed under the decision; deciding again",
+                    service=service.name,
+                    error=str(error),
+                )
+                service = await asyncio.to_thread(self._swarm.inspect, service.id)
+                if service.replicas is None or attempt == STALE_RETRIES:
+                    break
+                continue
+            except Exception as error:  # noqa: BLE001 - a refused update is reported and retried next check
+                state.scale_failures[service.name] += 1
+                state.problems.set("scale", service.name, repr(error))
+                memory = decision.state
+                break
+            state.problems.clear("scale", service.name)
+            memory = core.record_change(
+                decision.state, now, decision.current_replicas, decision.desired_replicas
+            )
+            changed = True
+            self._log_change(service, decision)
+            break
+        state.memory[service.id] = memory
+        await self._save(service, memory, now, urgent=changed)
+
+    def _log_decision(  # noqa: PLR0913, PLR0917 - one event gathers the whole decision
+        self,
+        service: SwarmService,
+        record: ServiceRecord,
+        observation: Observation,
+        decision: Decision,
+        policy: Policy,
+        now: float,
+    ) -> None:
+        record.decision, record.decided_at, record.observation = decision, now, observation
+        self.state.decisions[(service.name, decision.reason.action)] += 1
         log.info(
             "decision",
             service=service.name,
             current_replicas=decision.current_replicas,
             desired_replicas=decision.desired_replicas,
+            dry_run=policy.dry_run,
             **decision.reason.as_dict(),
         )
-        if not decision.changes:
-            return
-        try:
-            await asyncio.to_thread(self._swarm.scale, service.id, decision.desired_replicas)
-        except Exception as error:  # noqa: BLE001 - a failed update is logged and retried next check
-            state.scale_failures[service.name] += 1
-            log.error("scale failed", service=service.name, error=repr(error))
-            return
-        memory.record_change(now, decision.current_replicas, decision.desired_replicas)
+
+    def _log_change(self, service: SwarmService, decision: Decision) -> None:
         direction = "up" if decision.desired_replicas > decision.current_replicas else "down"
-        state.scale_events[(service.name, direction)] += 1
+        self.state.scale_events[(service.name, direction)] += 1
         log.info(
             "scaled",
             service=service.name,
@@ -173,3 +306,22 @@ class Autoscaler:
             replicas_from=decision.current_replicas,
             replicas_to=decision.desired_replicas,
         )
+
+    async def _save(self, service: SwarmService, memory: ServiceState, now: float, urgent: bool) -> None:
+        """Keep the state at once after a change, otherwise at most every STATE_SAVE_INTERVAL."""
+        state = self.state
+        if self._store is None:
+            return
+        saved = state.saved.get(service.id)
+        if saved is not None and (
+            saved[0] == memory or (not urgent and now - saved[1] < self.settings.state.save_interval)
+        ):
+            return
+        self._sequence = max(self._sequence + 1, int(now * 1000))
+        try:
+            await asyncio.to_thread(self._store.save, service.id, memory, self._sequence)
+        except Exception as error:  # noqa: BLE001 - tried again at the next check
+            state.problems.set("state", service.name, f"cannot save state: {error!r}")
+            return
+        state.problems.clear("state", service.name)
+        state.saved[service.id] = (memory, now)

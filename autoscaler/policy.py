@@ -8,7 +8,7 @@ exactly the rules of its variable.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import cast
 
 from autoscaler.core import Policy
@@ -22,7 +22,7 @@ from autoscaler.core.model import (
     RateLimit,
     Thresholds,
 )
-from common.config import ConfigError, raw, read_choice, read_float, read_int
+from common.config import DAY, ConfigError, raw, read_bool, read_choice, read_float, read_int
 
 LABEL_PREFIX = "autoscaler."
 ENABLE_LABEL = "autoscaler.enable"
@@ -57,6 +57,43 @@ POLICY_VARIABLES: dict[str, str] = {
     "REPLICA_STARTUP_TIME": "60",
     "PREDICTIVE_SEASON": "86400",
     "PREDICTIVE_MAX_ERROR": "0.3",
+    "PAUSED": "false",
+    "DRY_RUN": "false",
+}
+
+MOST_REPLICAS = 10_000
+"""Upper bound of every replica count a policy names."""
+WEEK = 7 * DAY
+
+# (lowest, highest) of every numeric policy variable.
+BOUNDS: dict[str, tuple[float, float]] = {
+    "MIN_REPLICAS": (1, MOST_REPLICAS),
+    "MAX_REPLICAS": (1, MOST_REPLICAS),
+    "COOLDOWN_PERIOD": (0, DAY),
+    "SCALE_UP_COOLDOWN": (0, DAY),
+    "SCALE_DOWN_COOLDOWN": (0, DAY),
+    "SCALE_DOWN_STABILIZATION": (0, DAY),
+    "SCALE_UP_LIMIT_REPLICAS": (1, MOST_REPLICAS),
+    "SCALE_UP_LIMIT_PERCENT": (1, 10_000),
+    "SCALE_UP_LIMIT_PERIOD": (1, DAY),
+    "SCALE_DOWN_LIMIT_REPLICAS": (1, MOST_REPLICAS),
+    "SCALE_DOWN_LIMIT_PERCENT": (1, 100),
+    "SCALE_DOWN_LIMIT_PERIOD": (1, DAY),
+    "TARGET_TOLERANCE": (0, 0.9),
+    "SCALE_UP_THRESHOLD": (0, 100),
+    "SCALE_DOWN_THRESHOLD": (0, 100),
+    "CPU_SCALE_UP_THRESHOLD": (0, 100),
+    "CPU_SCALE_DOWN_THRESHOLD": (0, 100),
+    "MEMORY_SCALE_UP_THRESHOLD": (0, 100),
+    "MEMORY_SCALE_DOWN_THRESHOLD": (0, 100),
+    "RESPONSE_TIME_SCALE_UP_MS": (1, 1000 * DAY),
+    "RESPONSE_TIME_SCALE_DOWN_MS": (0, 1000 * DAY),
+    "ERROR_RATE_SCALE_UP_THRESHOLD": (0, 100),
+    "METRICS_MAX_AGE": (1, DAY),
+    "REPLICA_STARTUP_TIME": (0, DAY),
+    "PREDICTIVE_SEASON": (60, WEEK),
+    "PREDICTIVE_MAX_ERROR": (0, 1),
+    "CHECK_INTERVAL": (0.1, DAY),
 }
 
 SHARED_VARIABLES = ("CHECK_INTERVAL",)
@@ -67,37 +104,80 @@ def label_name(variable: str) -> str:
     return LABEL_PREFIX + variable.lower()
 
 
-def _number(source: Mapping[str, str], name: str, **bounds: float) -> float:
-    return read_float(source, name, float(POLICY_VARIABLES[name]), **bounds)
+def _number(source: Mapping[str, str], name: str, default: float | None = None) -> float:
+    lowest, highest = BOUNDS[name]
+    fallback = float(POLICY_VARIABLES[name]) if default is None else default
+    return read_float(source, name, fallback, minimum=lowest, maximum=highest)
 
 
-def _whole(source: Mapping[str, str], name: str, minimum: int) -> int:
-    return read_int(source, name, int(POLICY_VARIABLES[name]), minimum=minimum)
+def _whole(source: Mapping[str, str], name: str) -> int:
+    lowest, highest = BOUNDS[name]
+    return read_int(source, name, int(POLICY_VARIABLES[name]), minimum=int(lowest), maximum=int(highest))
 
 
-def _ordered(name_down: str, down: float, up: float) -> None:
-    if down >= up:
-        raise ConfigError(
-            name_down, f"{down:g}", f"must be below the scale-up threshold {up:g}, or the service would flap"
+class _Parser:
+    """Reads one policy; a rule between two variables blames the one the caller overrode."""
+
+    def __init__(self, source: Mapping[str, str], overridden: Collection[str]) -> None:
+        self.source = source
+        self.overridden = overridden
+
+    def pair_error(
+        self, low: tuple[str, float], high: tuple[str, float], low_problem: str, high_problem: str
+    ) -> ConfigError:
+        """``low`` must not exceed ``high``: blame ``high`` only when it alone was overridden.
+
+        The problems are formatted with the other variable's ``name`` and ``value``.
+        """
+        (low_name, low_value), (high_name, high_value) = low, high
+        if high_name in self.overridden and low_name not in self.overridden:
+            return ConfigError(
+                high_name, f"{high_value:g}", high_problem.format(name=low_name, value=f"{low_value:g}")
+            )
+        return ConfigError(
+            low_name, f"{low_value:g}", low_problem.format(name=high_name, value=f"{high_value:g}")
         )
 
+    def ordered(self, down: tuple[str, float], up: tuple[str, float]) -> Thresholds:
+        if down[1] >= up[1]:
+            flap = ", or the service would flap"
+            raise self.pair_error(
+                down, up, "must be below {name}={value}" + flap, "must be above {name}={value}" + flap
+            )
+        return Thresholds(up=up[1], down=down[1])
 
-def _utilisation(source: Mapping[str, str], prefix: str) -> Thresholds:
-    """A utilisation metric's thresholds: its own variable, else the generic one if set, else its default.
+    def utilisation(self, prefix: str) -> Thresholds:
+        """A utilisation metric's thresholds: its own variable, else the generic one if set, else its default.
 
-    SCALE_UP_THRESHOLD and SCALE_DOWN_THRESHOLD apply to a metric only where its own
-    variable is unset, and only when they are set themselves; otherwise the metric
-    keeps its own default (CPU 70/20, memory 80/40).
-    """
-    limits = []
-    for direction in ("UP", "DOWN"):
-        own = f"{prefix}_SCALE_{direction}_THRESHOLD"
-        generic = f"SCALE_{direction}_THRESHOLD"
-        name = own if raw(source, own) is not None or raw(source, generic) is None else generic
-        limits.append(read_float(source, name, float(POLICY_VARIABLES[own]), minimum=0, maximum=100))
-    up, down = limits
-    _ordered(f"{prefix}_SCALE_DOWN_THRESHOLD", down, up)
-    return Thresholds(up=up, down=down)
+        SCALE_UP_THRESHOLD and SCALE_DOWN_THRESHOLD apply to a metric only where its own
+        variable is unset, and only when they are set themselves; otherwise the metric
+        keeps its own default (CPU 70/20, memory 80/40).
+        """
+        limits = []
+        for direction in ("DOWN", "UP"):
+            own = f"{prefix}_SCALE_{direction}_THRESHOLD"
+            generic = f"SCALE_{direction}_THRESHOLD"
+            name = own if raw(self.source, own) is not None or raw(self.source, generic) is None else generic
+            limits.append((name, _number(self.source, name, float(POLICY_VARIABLES[own]))))
+        down, up = limits
+        return self.ordered(down, up)
+
+    def latency(self) -> Thresholds:
+        names = ("RESPONSE_TIME_SCALE_DOWN_MS", "RESPONSE_TIME_SCALE_UP_MS")
+        down, up = ((name, _number(self.source, name)) for name in names)
+        return self.ordered(down, up)
+
+    def bounds(self) -> tuple[int, int]:
+        minimum = _whole(self.source, "MIN_REPLICAS")
+        maximum = _whole(self.source, "MAX_REPLICAS")
+        if minimum > maximum:
+            raise self.pair_error(
+                ("MIN_REPLICAS", minimum),
+                ("MAX_REPLICAS", maximum),
+                "is greater than {name}={value}",
+                "is less than {name}={value}",
+            )
+        return minimum, maximum
 
 
 def _metrics(source: Mapping[str, str]) -> tuple[Metric, ...]:
@@ -111,61 +191,60 @@ def _metrics(source: Mapping[str, str]) -> tuple[Metric, ...]:
 
 def _rate(source: Mapping[str, str], direction: str) -> RateLimit:
     return RateLimit(
-        replicas=_whole(source, f"SCALE_{direction}_LIMIT_REPLICAS", minimum=1),
-        percent=_number(source, f"SCALE_{direction}_LIMIT_PERCENT", minimum=1),
-        period=_number(source, f"SCALE_{direction}_LIMIT_PERIOD", minimum=1),
+        replicas=_whole(source, f"SCALE_{direction}_LIMIT_REPLICAS"),
+        percent=_number(source, f"SCALE_{direction}_LIMIT_PERCENT"),
+        period=_number(source, f"SCALE_{direction}_LIMIT_PERIOD"),
     )
 
 
 def _behaviour(source: Mapping[str, str]) -> Behaviour:
-    cooldown = _number(source, "COOLDOWN_PERIOD", minimum=0)
+    cooldown = _number(source, "COOLDOWN_PERIOD")
     return Behaviour(
-        scale_up_cooldown=read_float(source, "SCALE_UP_COOLDOWN", cooldown, minimum=0),
-        scale_down_cooldown=read_float(source, "SCALE_DOWN_COOLDOWN", cooldown, minimum=0),
-        scale_down_stabilization=_number(source, "SCALE_DOWN_STABILIZATION", minimum=0),
+        scale_up_cooldown=_number(source, "SCALE_UP_COOLDOWN", cooldown),
+        scale_down_cooldown=_number(source, "SCALE_DOWN_COOLDOWN", cooldown),
+        scale_down_stabilization=_number(source, "SCALE_DOWN_STABILIZATION"),
         scale_up_rate=_rate(source, "UP"),
         scale_down_rate=_rate(source, "DOWN"),
-        tolerance=_number(source, "TARGET_TOLERANCE", minimum=0, maximum=0.9),
+        tolerance=_number(source, "TARGET_TOLERANCE"),
     )
 
 
-def _latency(source: Mapping[str, str]) -> Thresholds:
-    up = _number(source, "RESPONSE_TIME_SCALE_UP_MS", minimum=1)
-    down = _number(source, "RESPONSE_TIME_SCALE_DOWN_MS", minimum=0)
-    _ordered("RESPONSE_TIME_SCALE_DOWN_MS", down, up)
-    return Thresholds(up=up, down=down)
+def _flag(source: Mapping[str, str], name: str) -> bool:
+    return read_bool(source, name, POLICY_VARIABLES[name] == "true")
 
 
-def parse_policy(source: Mapping[str, str]) -> Policy:
-    """A policy from variables keyed by their environment names; raises ConfigError."""
+def parse_policy(source: Mapping[str, str], overridden: Collection[str] = ()) -> Policy:
+    """A policy from variables keyed by their environment names; raises ConfigError.
+
+    ``overridden``: the variables a service's labels set, blamed first when two
+    variables contradict each other.
+    """
+    parser = _Parser(source, overridden)
     algorithm = read_choice(
         source, "SCALING_ALGORITHM", POLICY_VARIABLES["SCALING_ALGORITHM"], tuple(ALGORITHMS)
     )
-    minimum = _whole(source, "MIN_REPLICAS", minimum=1)
-    maximum = _whole(source, "MAX_REPLICAS", minimum=1)
-    if minimum > maximum:
-        raise ConfigError("MIN_REPLICAS", str(minimum), f"is greater than MAX_REPLICAS={maximum}")
+    minimum, maximum = parser.bounds()
     return Policy(
         algorithm=algorithm,
         min_replicas=minimum,
         max_replicas=maximum,
         metrics=_metrics(source),
         thresholds=MetricThresholds(
-            cpu=_utilisation(source, "CPU"),
-            memory=_utilisation(source, "MEMORY"),
-            latency=_latency(source),
-            errors=Thresholds(
-                up=_number(source, "ERROR_RATE_SCALE_UP_THRESHOLD", minimum=0, maximum=100), down=None
-            ),
+            cpu=parser.utilisation("CPU"),
+            memory=parser.utilisation("MEMORY"),
+            latency=parser.latency(),
+            errors=Thresholds(up=_number(source, "ERROR_RATE_SCALE_UP_THRESHOLD"), down=None),
         ),
         behaviour=_behaviour(source),
         forecasting=Forecasting(
-            startup_time=_number(source, "REPLICA_STARTUP_TIME", minimum=0),
-            check_interval=read_float(source, "CHECK_INTERVAL", 30.0, minimum=0.1),
-            season=_number(source, "PREDICTIVE_SEASON", minimum=60),
-            max_error=_number(source, "PREDICTIVE_MAX_ERROR", minimum=0, maximum=1),
+            startup_time=_number(source, "REPLICA_STARTUP_TIME"),
+            check_interval=_number(source, "CHECK_INTERVAL", 30.0),
+            season=_number(source, "PREDICTIVE_SEASON"),
+            max_error=_number(source, "PREDICTIVE_MAX_ERROR"),
         ),
-        metrics_max_age=_number(source, "METRICS_MAX_AGE", minimum=1),
+        metrics_max_age=_number(source, "METRICS_MAX_AGE"),
+        paused=_flag(source, "PAUSED"),
+        dry_run=_flag(source, "DRY_RUN"),
     )
 
 
@@ -175,10 +254,15 @@ def policy_environment(environ: Mapping[str, str]) -> dict[str, str]:
     return {name: environ[name] for name in names if raw(environ, name) is not None}
 
 
-def service_policy(environment: Mapping[str, str], labels: Mapping[str, str]) -> Policy:
+def service_policy(
+    environment: Mapping[str, str], labels: Mapping[str, str], touched: Collection[str] | None = None
+) -> Policy:
     """The policy of a service: its labels over the environment's policy variables.
 
-    A ConfigError from a label names the label, not the variable.
+    A ConfigError from a label names the label, not the variable. When two values
+    contradict each other, the one an operator touched is blamed: a label over an
+    environment variable, and of two labels the one in ``touched`` (the labels changed
+    since the service was last read), if only one of them is.
     """
     known = {label_name(variable): variable for variable in POLICY_VARIABLES}
     overrides: dict[str, str] = {}
@@ -189,8 +273,9 @@ def service_policy(environment: Mapping[str, str], labels: Mapping[str, str]) ->
             raise ConfigError(label, value, "unknown autoscaler label")
         overrides[known[label]] = value
     try:
-        return parse_policy({**environment, **overrides})
+        touched_variables = {name for name in overrides if touched is None or label_name(name) in touched}
+        return parse_policy({**environment, **overrides}, overridden=touched_variables or overrides)
     except ConfigError as error:
         if error.name in overrides:
-            raise ConfigError(label_name(error.name), error.value, error.problem) from None
+            raise ConfigError(label_name(error.name), overrides[error.name], error.problem) from None
         raise

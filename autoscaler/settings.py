@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from autoscaler.core import Policy
 from autoscaler.policy import parse_policy, policy_environment
-from common.config import read_choice, read_float, read_int, read_str
+from common.config import DAY, ConfigError, raw, read_choice, read_float, read_port, read_str
 from common.logs import LEVELS
 
 
@@ -27,6 +28,14 @@ class CollectorSettings:
 
 
 @dataclass(frozen=True)
+class StateSettings:
+    scope: str | None
+    """Act only on the services of this stack (``com.docker.stack.namespace``); None: every service."""
+    save_interval: float
+    """Seconds between two saves of a service's decision state when it did not change replicas."""
+
+
+@dataclass(frozen=True)
 class ServerSettings:
     host: str
     port: int
@@ -37,6 +46,7 @@ class Settings:
     loop: LoopSettings
     collectors: CollectorSettings
     server: ServerSettings
+    state: StateSettings
     policy: Policy
     """The default policy, before any service's labels."""
     policy_environment: dict[str, str]
@@ -44,18 +54,34 @@ class Settings:
     log_level: str
 
 
+_STACK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+
+
+def _scope(environ: Mapping[str, str]) -> str | None:
+    scope = raw(environ, "AUTOSCALER_SCOPE")
+    if scope is not None and not _STACK_NAME.fullmatch(scope):
+        raise ConfigError("AUTOSCALER_SCOPE", scope, "must be a stack name (letters, digits, _ . -)")
+    return scope
+
+
 def load(environ: Mapping[str, str]) -> Settings:
     """Settings from the environment; raises common.config.ConfigError on a bad value."""
     return Settings(
-        loop=LoopSettings(check_interval=read_float(environ, "CHECK_INTERVAL", 30.0, minimum=0.1)),
+        loop=LoopSettings(
+            check_interval=read_float(environ, "CHECK_INTERVAL", 30.0, minimum=0.1, maximum=DAY)
+        ),
         collectors=CollectorSettings(
             address=read_str(environ, "COLLECTOR_ADDRESS", "tasks.metrics-collector"),
-            port=read_int(environ, "COLLECTOR_PORT", 8090, minimum=1),
-            timeout=read_float(environ, "COLLECTOR_TIMEOUT", 5.0, minimum=0.1),
+            port=read_port(environ, "COLLECTOR_PORT", 8090),
+            timeout=read_float(environ, "COLLECTOR_TIMEOUT", 5.0, minimum=0.1, maximum=300),
         ),
         server=ServerSettings(
             host=read_str(environ, "LISTEN_HOST", "0.0.0.0"),  # noqa: S104 - a service in a container
-            port=read_int(environ, "PORT", 8080, minimum=1),
+            port=read_port(environ, "PORT", 8080),
+        ),
+        state=StateSettings(
+            scope=_scope(environ),
+            save_interval=read_float(environ, "STATE_SAVE_INTERVAL", 60.0, minimum=1, maximum=DAY),
         ),
         policy=parse_policy(environ),
         policy_environment=policy_environment(environ),

@@ -1,4 +1,8 @@
-"""The Docker Engine API, as the autoscaler needs it: find services, scale them."""
+"""The Docker Engine API, as the autoscaler needs it: find services and their tasks, scale them.
+
+Every answer is checked where it enters: a malformed service is reported by its id
+and skipped, a malformed task is left out of the coverage.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +13,9 @@ from typing import Any, Protocol
 
 import docker.errors
 
-from autoscaler.policy import ENABLE_LABEL
+from autoscaler.policy import ENABLE_LABEL, MOST_REPLICAS
 
-CONFLICT_RETRIES = 5
-"""Attempts at a service update when another writer changed the spec meanwhile."""
+STACK_NAMESPACE_LABEL = "com.docker.stack.namespace"
 
 
 class DockerApi(Protocol):
@@ -20,8 +23,13 @@ class DockerApi(Protocol):
 
     def ping(self) -> bool: ...
     def services(self, filters: dict[str, Any] | None = None) -> list[dict[str, Any]]: ...
+    def tasks(self, filters: dict[str, Any] | None = None) -> list[dict[str, Any]]: ...
     def inspect_service(self, service: str) -> dict[str, Any]: ...
     def update_service(self, service: str, version: int, **kwargs: Any) -> Any: ...  # noqa: ANN401 - the SDK returns untyped JSON
+
+
+class StaleServiceError(Exception):
+    """The service changed after the decision was made: read it again and decide again."""
 
 
 @dataclass(frozen=True)
@@ -33,14 +41,23 @@ class SwarmService:
     """Replicas in the spec; None for a global service, which cannot be scaled."""
     updated_at: float | None
     """Last change to the spec, in seconds since the epoch."""
+    version: int
+    """The spec's version: an update is made against it, or refused."""
+
+
+@dataclass(frozen=True)
+class RunningTask:
+    id: str
+    service_id: str
+    node_id: str
 
 
 _FRACTION = re.compile(r"(\.\d{6})\d+")
 
 
-def parse_timestamp(text: str | None) -> float | None:
+def parse_timestamp(text: object) -> float | None:
     """Docker's RFC 3339 time with nanoseconds, in seconds since the epoch."""
-    if not text:
+    if not isinstance(text, str) or not text:
         return None
     trimmed = _FRACTION.sub(r"\1", text).replace("Z", "+00:00")
     try:
@@ -49,16 +66,48 @@ def parse_timestamp(text: str | None) -> float | None:
         return None
 
 
-def service_from_api(attributes: dict[str, Any]) -> SwarmService:
-    spec = attributes.get("Spec", {})
-    replicated = spec.get("Mode", {}).get("Replicated")
+def _text(value: object, what: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{what} is not a name: {value!r}")
+    return value
+
+
+def service_from_api(attributes: Any) -> SwarmService:  # noqa: ANN401 - checks an untrusted JSON value
+    """A service from the engine's JSON; TypeError or ValueError when it is not one."""
+    if not isinstance(attributes, dict):
+        raise TypeError("service is not an object")
+    spec = attributes.get("Spec")
+    version = (attributes.get("Version") or {}).get("Index")
+    if not isinstance(spec, dict) or isinstance(version, bool) or not isinstance(version, int):
+        raise TypeError("service has no spec or version")
+    labels = spec.get("Labels") or {}
+    if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
+        raise ValueError("service labels are not text")
+    mode = spec.get("Mode") or {}
+    replicated = mode.get("Replicated") if isinstance(mode, dict) else None
+    replicas = None
+    if replicated is not None:
+        replicas = replicated.get("Replicas", 1) if isinstance(replicated, dict) else None
+        if isinstance(replicas, bool) or not isinstance(replicas, int) or not 0 <= replicas <= MOST_REPLICAS:
+            raise ValueError(f"replica count is not a count: {replicas!r}")
     return SwarmService(
-        id=attributes["ID"],
-        name=spec.get("Name", attributes["ID"]),
-        labels=dict(spec.get("Labels") or {}),
-        replicas=None if replicated is None else int(replicated.get("Replicas", 1)),
+        id=_text(attributes.get("ID"), "service id"),
+        name=_text(spec.get("Name"), "service name"),
+        labels=dict(labels),
+        replicas=replicas,
         updated_at=parse_timestamp(attributes.get("UpdatedAt")),
+        version=version,
     )
+
+
+def task_from_api(attributes: Any) -> RunningTask | None:  # noqa: ANN401 - checks an untrusted JSON value
+    """A task the engine reports running; None for any other task or a malformed entry."""
+    if not isinstance(attributes, dict) or (attributes.get("Status") or {}).get("State") != "running":
+        return None
+    fields = (attributes.get("ID"), attributes.get("ServiceID"), attributes.get("NodeID"))
+    if not all(isinstance(value, str) and value for value in fields):
+        return None
+    return RunningTask(*fields)  # type: ignore[arg-type] # checked to be non-empty strings just above
 
 
 def _is_conflict(error: docker.errors.APIError) -> bool:
@@ -67,40 +116,58 @@ def _is_conflict(error: docker.errors.APIError) -> bool:
 
 
 class Swarm:
-    def __init__(self, api: DockerApi) -> None:
+    def __init__(self, api: DockerApi, scope: str | None = None) -> None:
+        """``scope``: act only on services of this stack (``com.docker.stack.namespace``); None: all."""
         self._api = api
+        self._scope = scope
 
     def ping(self) -> None:
         self._api.ping()
 
-    def autoscaled_services(self) -> list[SwarmService]:
-        found = self._api.services(filters={"label": f"{ENABLE_LABEL}=true"})
-        return [service_from_api(attributes) for attributes in found]
-
-    def scale(self, service_id: str, replicas: int) -> None:
-        """Set the replica count, keeping the rest of the spec as it is.
-
-        The update is made against the version that was read; if another writer
-        changed the service in between, the engine refuses it, and it is redone on
-        the new version.
-        """
-        for attempt in range(1, CONFLICT_RETRIES + 1):
-            current = self._api.inspect_service(service_id)
-            spec = current["Spec"]
+    def autoscaled_services(self) -> tuple[list[SwarmService], dict[str, str]]:
+        """The services labelled for autoscaling in scope, and per malformed one, its problem."""
+        labels = [f"{ENABLE_LABEL}=true"]
+        if self._scope is not None:
+            labels.append(f"{STACK_NAMESPACE_LABEL}={self._scope}")
+        services, problems = [], {}
+        for index, attributes in enumerate(self._api.services(filters={"label": labels})):
             try:
-                self._api.update_service(
-                    service_id,
-                    current["Version"]["Index"],
-                    task_template=spec["TaskTemplate"],
-                    name=spec["Name"],
-                    labels=spec.get("Labels") or {},
-                    mode={"Replicated": {"Replicas": replicas}},
-                    update_config=spec.get("UpdateConfig"),
-                    rollback_config=spec.get("RollbackConfig"),
-                    endpoint_spec=spec.get("EndpointSpec"),
-                )
-            except docker.errors.APIError as error:
-                if _is_conflict(error) and attempt < CONFLICT_RETRIES:
-                    continue
-                raise
-            return
+                services.append(service_from_api(attributes))
+            except (TypeError, ValueError) as error:
+                key = attributes.get("ID") if isinstance(attributes, dict) else None
+                problems[str(key or f"entry {index}")] = str(error)
+        return services, problems
+
+    def running_tasks(self) -> list[RunningTask]:
+        tasks = (task_from_api(entry) for entry in self._api.tasks(filters={"desired-state": "running"}))
+        return [task for task in tasks if task is not None]
+
+    def inspect(self, service_id: str) -> SwarmService:
+        return service_from_api(self._api.inspect_service(service_id))
+
+    def scale(self, service: SwarmService, replicas: int) -> None:
+        """Set the replica count of the service as it was read, keeping the rest of its spec.
+
+        If anyone changed the service since it was read, nothing is written and
+        StaleServiceError is raised: a count decided on an old spec is never applied.
+        """
+        current = self._api.inspect_service(service.id)
+        if current.get("Version", {}).get("Index") != service.version:
+            raise StaleServiceError(f"{service.name} changed since it was read")
+        spec = current["Spec"]
+        try:
+            self._api.update_service(
+                service.id,
+                service.version,
+                task_template=spec["TaskTemplate"],
+                name=spec["Name"],
+                labels=spec.get("Labels") or {},
+                mode={"Replicated": {"Replicas": replicas}},
+                update_config=spec.get("UpdateConfig"),
+                rollback_config=spec.get("RollbackConfig"),
+                endpoint_spec=spec.get("EndpointSpec"),
+            )
+        except docker.errors.APIError as error:
+            if _is_conflict(error):
+                raise StaleServiceError(f"{service.name} changed while it was updated") from error
+            raise

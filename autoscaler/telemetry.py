@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -68,13 +69,21 @@ class AutoscalerCollector(Collector):
             "1 if the service's labels are valid, 0 if the service is skipped for a bad label.",
             "service",
         )
+        unmeasured = _gauge(
+            "autoscaler_service_unmeasured_tasks",
+            "Running tasks of the service that no collector measured at the last check (no scale-down then).",
+            "service",
+        )
         for name, record in sorted(self._state.services.items()):
             valid.add_metric([name], 0 if record.config_error else 1)
-            for metric, value in (("cpu", record.cpu_percent), ("memory", record.memory_percent)):
-                if value is not None:
-                    observed.add_metric([name, metric], value)
+            seen = record.observation
+            if seen is not None:
+                unmeasured.add_metric([name], seen.unmeasured_tasks)
+                for metric, value in (("cpu", seen.cpu_percent), ("memory", seen.memory_percent)):
+                    if value is not None:
+                        observed.add_metric([name, metric], value)
             self._add_decision(name, record, current, desired, recommended, limited, forecast)
-        yield from (current, desired, recommended, limited, forecast, observed, valid)
+        yield from (current, desired, recommended, limited, forecast, observed, valid, unmeasured)
 
     @staticmethod
     def _add_decision(name: str, record: ServiceRecord, *families: GaugeMetricFamily) -> None:
@@ -107,6 +116,13 @@ class AutoscalerCollector(Collector):
             "service",
             "action",
         )
+        yield _counter(
+            "autoscaler_input_problems",
+            "Problems with outside input (collector answers, labels, Docker API answers, saved state), "
+            "counted when they appear.",
+            [((kind,), count) for kind, count in state.problems.appeared.items()],
+            "kind",
+        )
         failures = [((service,), count) for service, count in state.scale_failures.items()]
         yield _counter(
             "autoscaler_scale_failures", "Service updates the Docker API refused.", failures, "service"
@@ -120,7 +136,16 @@ class AutoscalerCollector(Collector):
         collectors.add_metric([], state.collectors_answered)
         docker_up = _gauge("autoscaler_docker_api_up", "1 if the Docker API answered at the last check.")
         docker_up.add_metric([], 0 if state.docker_error else 1)
-        yield from (collectors, docker_up)
+        active = _gauge(
+            "autoscaler_input_problems_active", "Problems with outside input now, by kind.", "kind"
+        )
+        for kind, count in sorted(Counter(kind for kind, _ in state.problems.active).items()):
+            active.add_metric([kind], count)
+        unmeasured_nodes = _gauge(
+            "autoscaler_nodes_unmeasured", "Nodes running autoscaled tasks whose collector did not answer."
+        )
+        unmeasured_nodes.add_metric([], len(state.nodes_unmeasured))
+        yield from (collectors, docker_up, active, unmeasured_nodes)
         if state.last_successful_check_at is not None:
             last = _gauge(
                 "autoscaler_last_successful_check_timestamp_seconds",

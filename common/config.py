@@ -2,13 +2,29 @@
 
 Every reader raises :class:`ConfigError` naming the variable and the value, so that a
 daemon can stop at start with one clear line, and the autoscaler can report a bad
-service label the same way.
+service label the same way. Numbers are plain ASCII decimals (no ``1_000``, no
+other scripts' digits, no ``nan`` or ``inf``), and every number has a lower and an
+upper bound, so that no value from outside can make a daemon allocate or wait
+without limit.
 """
 
 from __future__ import annotations
 
-import math
+import re
 from collections.abc import Mapping
+from typing import TypeVar
+
+DAY = 86_400.0
+"""Seconds in a day: the upper bound of every interval."""
+HIGHEST_PORT = 65_535
+
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]{1,3})?")
+_WHOLE = re.compile(r"[+-]?[0-9]{1,18}")
+TRUE_WORDS = ("true", "yes", "1", "on")
+FALSE_WORDS = ("false", "no", "0", "off")
+
+
+Number = TypeVar("Number", int, float)
 
 
 class ConfigError(ValueError):
@@ -32,39 +48,37 @@ def raw(source: Mapping[str, str], name: str) -> str | None:
     return value.strip()
 
 
-def parse_float(
-    name: str, value: str, *, minimum: float | None = None, maximum: float | None = None
-) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise ConfigError(name, value, "not a number") from None
-    if not math.isfinite(number):
-        raise ConfigError(name, value, "not a finite number")
-    if minimum is not None and number < minimum:
+def _bounded(name: str, value: str, number: Number, minimum: Number, maximum: Number) -> Number:
+    if number < minimum:
         raise ConfigError(name, value, f"must be at least {minimum:g}")
-    if maximum is not None and number > maximum:
+    if number > maximum:
         raise ConfigError(name, value, f"must be at most {maximum:g}")
     return number
 
 
-def parse_int(name: str, value: str, *, minimum: int | None = None) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise ConfigError(name, value, "not a whole number") from None
-    if minimum is not None and number < minimum:
-        raise ConfigError(name, value, f"must be at least {minimum}")
-    return number
+def parse_float(name: str, value: str, *, minimum: float, maximum: float) -> float:
+    if not _DECIMAL.fullmatch(value):
+        raise ConfigError(name, value, "not a number")
+    return _bounded(name, value, float(value), minimum, maximum)
+
+
+def parse_int(name: str, value: str, *, minimum: int, maximum: int) -> int:
+    if not _WHOLE.fullmatch(value):
+        raise ConfigError(name, value, "not a whole number")
+    return _bounded(name, value, int(value), minimum, maximum)
+
+
+def parse_bool(name: str, value: str) -> bool:
+    word = value.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise ConfigError(name, value, "must be true or false")
 
 
 def read_float(
-    source: Mapping[str, str],
-    name: str,
-    default: float,
-    *,
-    minimum: float | None = None,
-    maximum: float | None = None,
+    source: Mapping[str, str], name: str, default: float, *, minimum: float, maximum: float
 ) -> float:
     value = raw(source, name)
     if value is None:
@@ -72,11 +86,20 @@ def read_float(
     return parse_float(name, value, minimum=minimum, maximum=maximum)
 
 
-def read_int(source: Mapping[str, str], name: str, default: int, *, minimum: int | None = None) -> int:
+def read_int(source: Mapping[str, str], name: str, default: int, *, minimum: int, maximum: int) -> int:
     value = raw(source, name)
     if value is None:
         return default
-    return parse_int(name, value, minimum=minimum)
+    return parse_int(name, value, minimum=minimum, maximum=maximum)
+
+
+def read_port(source: Mapping[str, str], name: str, default: int) -> int:
+    return read_int(source, name, default, minimum=1, maximum=HIGHEST_PORT)
+
+
+def read_bool(source: Mapping[str, str], name: str, default: bool) -> bool:
+    value = raw(source, name)
+    return default if value is None else parse_bool(name, value)
 
 
 def read_str(source: Mapping[str, str], name: str, default: str) -> str:

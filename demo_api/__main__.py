@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import structlog
 
-from common.config import read_int
+from common.config import read_port
 from common.lifecycle import load_or_exit
 
 log = structlog.get_logger("demo_api")
@@ -84,7 +84,7 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def main() -> None:
-    port = load_or_exit(lambda environ: read_int(environ, "PORT", 8000, minimum=1))
+    port = load_or_exit(lambda environ: read_port(environ, "PORT", 8000))
     server = ThreadingHTTPServer(("0.0.0.0", port), Handler)  # noqa: S104 - a service in a container
     server.daemon_threads = True
 

@@ -24,6 +24,7 @@ log = structlog.get_logger("metrics_collector")
 async def run(settings: Settings) -> None:
     api = docker.APIClient(base_url=os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock"))
     node = os.environ.get("NODE_NAME") or socket.gethostname()
+    node_id = os.environ.get("NODE_ID") or None
     collector = MetricsCollector(
         settings.sampling,
         ContainerDirectory(api, settings.sampling.container_refresh_interval),
@@ -32,9 +33,15 @@ async def run(settings: Settings) -> None:
     )
     registry = CollectorRegistry()
     registry.register(CollectorMetrics(collector))
-    server = await http.serve(routes(collector, registry, node, time.time), settings.host, settings.port)
+    server = await http.serve(
+        routes(collector, registry, node, time.time, node_id), settings.host, settings.port
+    )
     log.info(
-        "metrics collector started", node=node, port=settings.port, cgroup_root=str(settings.cgroup_root)
+        "metrics collector started",
+        node=node,
+        node_id=node_id,
+        port=settings.port,
+        cgroup_root=str(settings.cgroup_root),
     )
     await run_workers({"sampling-loop": collector.run, "http-server": http_worker(server)})
     api.close()

@@ -146,7 +146,11 @@ class CollectorMetrics(Collector):
 
 
 def routes(
-    collector: MetricsCollector, registry: CollectorRegistry, node: str, clock: Callable[[], float]
+    collector: MetricsCollector,
+    registry: CollectorRegistry,
+    node: str,
+    clock: Callable[[], float],
+    node_id: str | None = None,
 ) -> dict[str, Handler]:
     def health() -> Response:
         problems = collector.health_problems(clock())
@@ -159,5 +163,5 @@ def routes(
     return {
         "/health": health,
         "/metrics": lambda: Response(HTTPStatus.OK, generate_latest(registry), CONTENT_TYPE_LATEST),
-        "/v1/services": lambda: Response.json(HTTPStatus.OK, collector.sampler.report(node)),
+        "/v1/services": lambda: Response.json(HTTPStatus.OK, collector.sampler.report(node, node_id)),
     }

@@ -88,8 +88,12 @@ class Sampler:
             for series in self._series.values()
         ]
 
-    def report(self, node: str) -> dict[str, Any]:
-        """The JSON document the autoscaler reads: per service, means over its tasks here."""
+    def report(self, node: str, node_id: str | None = None) -> dict[str, Any]:
+        """The JSON document the autoscaler reads: per service, means over its tasks here.
+
+        ``node_id``: the Swarm node's ID, with which the autoscaler tells which nodes'
+        tasks were measured; the task ids tell which tasks.
+        """
         by_service: dict[str, list[TaskUtilisation]] = {}
         for task in self.tasks():
             by_service.setdefault(task.identity.service, []).append(task)
@@ -98,12 +102,14 @@ class Sampler:
             cpu = [t.cpu_percent for t in tasks if t.cpu_percent is not None]
             services[name] = {
                 "tasks": len(tasks),
+                "task_ids": sorted(t.identity.task_id for t in tasks if t.identity.task_id),
                 "cpu_percent": round(fmean(cpu), 3) if cpu else None,
                 "memory_percent": round(fmean(t.memory_percent for t in tasks), 3),
                 "sampled_at": self.sampled_at,
             }
         return {
             "node": node,
+            "node_id": node_id,
             "sampled_at": self.sampled_at,
             "window_seconds": self.window,
             "services": services,

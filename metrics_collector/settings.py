@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from common.config import ConfigError, read_choice, read_float, read_int, read_str
+from common.config import DAY, ConfigError, read_choice, read_float, read_port, read_str
 from common.logs import LEVELS
 
 
@@ -31,19 +31,21 @@ class Settings:
 
 
 def load(environ: Mapping[str, str]) -> Settings:
-    interval = read_float(environ, "SAMPLE_INTERVAL", 5.0, minimum=0.1)
-    window = read_float(environ, "METRICS_WINDOW", 30.0, minimum=0.1)
+    interval = read_float(environ, "SAMPLE_INTERVAL", 5.0, minimum=0.1, maximum=3600)
+    window = read_float(environ, "METRICS_WINDOW", 30.0, minimum=0.1, maximum=DAY)
     if window < interval:
         raise ConfigError("METRICS_WINDOW", f"{window:g}", f"must be at least SAMPLE_INTERVAL={interval:g}")
     return Settings(
         sampling=SamplingSettings(
             interval=interval,
             window=window,
-            container_refresh_interval=read_float(environ, "CONTAINER_REFRESH_INTERVAL", 10.0, minimum=0),
+            container_refresh_interval=read_float(
+                environ, "CONTAINER_REFRESH_INTERVAL", 10.0, minimum=0, maximum=3600
+            ),
         ),
         cgroup_root=Path(read_str(environ, "CGROUP_ROOT", "/sys/fs/cgroup")),
         meminfo=Path(read_str(environ, "MEMINFO_PATH", "/proc/meminfo")),
         host=read_str(environ, "LISTEN_HOST", "0.0.0.0"),  # noqa: S104 - a service in a container
-        port=read_int(environ, "PORT", 8090, minimum=1),
+        port=read_port(environ, "PORT", 8090),
         log_level=read_choice(environ, "LOG_LEVEL", "info", LEVELS),
     )

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import structlog
 
-from common.config import read_float, read_int, read_str
+from common.config import read_float, read_port, read_str
 from common.lifecycle import sleep_unless_stopped
 from nginx.config import ProxySettings, render
 
@@ -40,12 +40,12 @@ class AgentSettings:
 def load(environ: Mapping[str, str]) -> AgentSettings:
     return AgentSettings(
         service=read_str(environ, "UPSTREAM_SERVICE", "demo-api"),
-        sync_interval=read_float(environ, "UPSTREAM_SYNC_INTERVAL", 1.0, minimum=0.1),
+        sync_interval=read_float(environ, "UPSTREAM_SYNC_INTERVAL", 1.0, minimum=0.1, maximum=3600),
         config_path=Path(read_str(environ, "NGINX_CONFIG", "/etc/nginx/nginx.conf")),
         proxy=ProxySettings(
-            listen_port=read_int(environ, "LISTEN_PORT", 80, minimum=1),
+            listen_port=read_port(environ, "LISTEN_PORT", 80),
             location=read_str(environ, "PROXY_LOCATION", "/api/"),
-            upstream_port=read_int(environ, "UPSTREAM_PORT", 8000, minimum=1),
+            upstream_port=read_port(environ, "UPSTREAM_PORT", 8000),
             workers=read_str(environ, "NGINX_WORKERS", "auto"),
         ),
     )

@@ -84,10 +84,11 @@ def replay(trace: Trace, policy: Policy, model: Model) -> Replay:
             current_replicas=replicas, ready_replicas=serving, cpu_percent=cpu, sampled_at=now
         )
         decision = core.decide(observation, policy, state, now)
+        state = decision.state
         if not decision.changes:
             continue
         desired = decision.desired_replicas
-        state.record_change(now, replicas, desired)
+        state = core.record_change(state, now, replicas, desired)
         events += 1
         if desired > replicas:
             starting.append((now + model.provisioning_delay, desired - replicas))

@@ -12,6 +12,16 @@ from autoscaler.core.model import (
     Reason,
     ServiceState,
     Thresholds,
+    record_change,
 )
 
-__all__ = ["Decision", "Observation", "Policy", "Reason", "ServiceState", "Thresholds", "decide"]
+__all__ = [
+    "Decision",
+    "Observation",
+    "Policy",
+    "Reason",
+    "ServiceState",
+    "Thresholds",
+    "decide",
+    "record_change",
+]

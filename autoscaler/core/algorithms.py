@@ -56,6 +56,15 @@ class Recommendation:
     deciding: Reading | None = None
     threshold: float | None = None
     forecast: float | None = None
+    floor: int | None = None
+    """The fewest replicas these readings are content with, for stabilization; None: ``replicas``.
+
+    A relative algorithm that asks for "one fewer" is content with any lower count (0),
+    so a scale-down waits one stabilization window of continuously low readings, not
+    one window per replica removed.
+    """
+    forecaster: Forecaster | None = None
+    """Predictive only: the forecaster after this check's observation."""
 
 
 def _unit(metric: Metric) -> str:
@@ -66,8 +75,13 @@ def _above(inputs: Inputs) -> list[Reading]:
     return [r for r in inputs.readings if r.value > r.thresholds.up]
 
 
+def _ratio(value: float, threshold: float) -> float:
+    """How far a value is from its threshold, as a factor; a zero threshold makes any value far."""
+    return value / threshold if threshold > 0 else math.inf
+
+
 def _worst(readings: list[Reading]) -> Reading:
-    return max(readings, key=lambda r: r.value / r.thresholds.up)
+    return max(readings, key=lambda r: _ratio(r.value, r.thresholds.up))
 
 
 def _all_low(inputs: Inputs) -> Recommendation | None:
@@ -75,11 +89,11 @@ def _all_low(inputs: Inputs) -> Recommendation | None:
     judged = [(r, r.thresholds.down) for r in inputs.readings if r.thresholds.down is not None]
     if not judged or not all(r.value < down for r, down in judged):
         return None
-    closest, down = max(judged, key=lambda pair: pair[0].value / pair[1])
+    closest, down = max(judged, key=lambda pair: _ratio(pair[0].value, pair[1]))
     summary = " and ".join(
         f"{r.metric} {r.value:.1f}{_unit(r.metric)} < {d:g}{_unit(r.metric)}" for r, d in judged
     )
-    return Recommendation(inputs.current - 1, summary, closest, down)
+    return Recommendation(inputs.current - 1, summary, closest, down, floor=0)
 
 
 def _hold(inputs: Inputs, message: str = "within thresholds") -> Recommendation:
@@ -175,15 +189,18 @@ def predictive(inputs: Inputs) -> Recommendation:
     before enough have been scored, the target rule decides alone.
     """
     reactive = target(inputs)
+    policy, previous = inputs.policy, inputs.state.forecaster
+    horizon = forecast_horizon(policy)
+    if previous is None or (previous.horizon, previous.season) != (horizon, policy.forecasting.season):
+        # A forecaster made for another horizon or season (the policy changed) starts again.
+        previous = Forecaster.start(horizon, policy.forecasting.season)
     cpu = next((r for r in inputs.readings if r.metric == "cpu"), None)
     if cpu is None:
-        return reactive
-    policy, state = inputs.policy, inputs.state
-    horizon = forecast_horizon(policy)
-    if state.forecaster is None:
-        state.forecaster = Forecaster(horizon, policy.forecasting.season)
-    forecaster = state.forecaster
-    forecaster.observe(inputs.now, cpu.value / 100 * inputs.ready, censored=cpu.value >= SATURATED_CPU)
+        return replace(reactive, forecaster=previous)
+    forecaster = previous.observed(
+        inputs.now, cpu.value / 100 * inputs.ready, censored=cpu.value >= SATURATED_CPU
+    )
+    reactive = replace(reactive, forecaster=forecaster)
     if not forecaster.trusted:
         return replace(reactive, message=reactive.message + "; forecaster warming up")
     if forecaster.error > policy.forecasting.max_error:
@@ -200,7 +217,7 @@ def predictive(inputs: Inputs) -> Recommendation:
         f"forecast {peak:.2f} replicas of cpu in {horizon:.0f}s "
         f"(+{forecaster.under:.0%} headroom) at {goal:g}%"
     )
-    return Recommendation(needed, message, cpu, goal, peak)
+    return Recommendation(needed, message, cpu, goal, peak, forecaster=forecaster)
 
 
 ALGORITHMS: dict[str, Callable[[Inputs], Recommendation]] = {

@@ -3,66 +3,134 @@
 from __future__ import annotations
 
 import math
-from collections import deque
+from dataclasses import dataclass, replace
 
 from autoscaler.core.algorithms import ALGORITHMS, Inputs, Reading, Recommendation, action_of
 from autoscaler.core.model import Decision, Limit, Observation, Policy, Reason, ServiceState
 
+COOLDOWN_SLACK = 0.5
+"""Seconds of cooldown left that count as none.
+
+Checks run on a schedule, so a cooldown that is a multiple of the check interval
+ends within milliseconds of a check; without slack, clock jitter alone could
+hold a change back by a whole check interval.
+"""
+
 
 def fresh_readings(observation: Observation, policy: Policy, now: float) -> tuple[Reading, ...]:
-    """The policy's metrics that are present and no older than it allows; stale ones count as missing."""
+    """The policy's metrics that are present and no older than it allows.
+
+    Stale values count as missing, and so do values that cannot be a reading (not a
+    finite number, or negative).
+    """
     if observation.sampled_at is None or now - observation.sampled_at > policy.metrics_max_age:
         return ()
     readings = []
     for metric in policy.metrics:
         value = observation.value(metric)
-        if value is not None:
+        if value is not None and math.isfinite(value) and value >= 0:
             readings.append(Reading(metric, value, policy.thresholds.of(metric)))
     return tuple(readings)
 
 
-def _forget_before(history: deque[tuple[float, int]], oldest: float) -> None:
-    """Drop the (time, value) entries older than ``oldest``."""
-    while history and history[0][0] < oldest:
-        history.popleft()
+def _since(entries: tuple[tuple[float, int], ...], oldest: float) -> tuple[tuple[float, int], ...]:
+    """The (time, value) entries at or after ``oldest``."""
+    return tuple(entry for entry in entries if entry[0] >= oldest)
 
 
-def _stabilized(policy: Policy, state: ServiceState, now: float, current: int, desired: int) -> int:
-    """A scale-down goes only as low as the highest recommendation within the window."""
+@dataclass(frozen=True)
+class OutsideChange:
+    """The service's replica count was changed by someone else since the autoscaler last looked."""
+
+    at: float
+    before: int
+    after: int
+
+
+def _seen(
+    observation: Observation, state: ServiceState, now: float
+) -> tuple[ServiceState, OutsideChange | None]:
+    """The state with the observed replica count noted, and the outside change it reveals, if any."""
+    current = observation.current_replicas
+    changed_at = now if observation.changed_at is None else min(now, observation.changed_at)
+    if state.replicas is None:
+        # A service first seen (or whose state was lost) counts as changed when its spec
+        # last changed, so that a cooldown still running is not skipped.
+        first_change = state.last_scaled_at if state.last_scaled_at is not None else observation.changed_at
+        return replace(state, replicas=current, last_scaled_at=first_change), None
+    if current == state.replicas:
+        return state, None
+    noted = replace(state, replicas=current, last_outside_change_at=changed_at)
+    if current > state.replicas:
+        # Replicas an operator added are kept for at least one stabilization window.
+        noted = replace(noted, recommendations=(*noted.recommendations, (changed_at, current)))
+    return noted, OutsideChange(changed_at, state.replicas, current)
+
+
+def _remembered(policy: Policy, state: ServiceState, now: float, floor: int) -> ServiceState:
+    """The state with this check's recommendation in the stabilization window, older ones dropped."""
     window = policy.behaviour.scale_down_stabilization
-    state.recommendations.append((now, desired))
-    _forget_before(state.recommendations, now - window)
+    return replace(state, recommendations=_since((*state.recommendations, (now, floor)), now - window))
+
+
+def _stabilized(state: ServiceState, current: int, desired: int) -> int:
+    """A scale-down goes only as low as the highest recommendation within the window."""
     if desired >= current:
         return desired
     highest = max(replicas for _, replicas in state.recommendations)
     return min(current, max(desired, highest))
 
 
-def _rate_limited(policy: Policy, state: ServiceState, now: float, current: int, desired: int) -> int:
-    """Changes within a period, counted from the replicas the service had when it began."""
+def _rate_limited(
+    policy: Policy, state: ServiceState, now: float, current: int, desired: int
+) -> tuple[ServiceState, int]:
+    """Changes within a period, counted from the replicas the service had when it began.
+
+    A scale-down that is due may always remove at least one replica per period, as
+    Kubernetes' HPA allows, however low the percent.
+    """
     behaviour = policy.behaviour
-    _forget_before(state.changes, now - max(behaviour.scale_up_rate.period, behaviour.scale_down_rate.period))
+    changes = _since(
+        state.changes, now - max(behaviour.scale_up_rate.period, behaviour.scale_down_rate.period)
+    )
+    state = replace(state, changes=changes)
     if desired > current:
         rate = behaviour.scale_up_rate
-        added = sum(delta for at, delta in state.changes if delta > 0 and at >= now - rate.period)
+        added = sum(delta for at, delta in changes if delta > 0 and at >= now - rate.period)
         base = current - added
         ceiling = max(base + rate.replicas, math.ceil(base * (1 + rate.percent / 100)))
-        return max(current, min(desired, ceiling))
+        return state, max(current, min(desired, ceiling))
     if desired < current:
         rate = behaviour.scale_down_rate
-        removed = -sum(delta for at, delta in state.changes if delta < 0 and at >= now - rate.period)
+        removed = -sum(delta for at, delta in changes if delta < 0 and at >= now - rate.period)
         base = current + removed
-        floor = base - min(rate.replicas, math.floor(base * rate.percent / 100))
-        return min(current, max(desired, floor))
-    return desired
+        allowed = max(1, min(rate.replicas, math.floor(base * rate.percent / 100)))
+        return state, min(current, max(desired, base - allowed))
+    return state, desired
 
 
 def _cooldown_left(policy: Policy, state: ServiceState, now: float, current: int, desired: int) -> float:
-    if desired == current or state.last_scaled_at is None:
-        return 0.0
+    """Seconds before the change may be made.
+
+    A scale-up waits for the autoscaler's own last change; a scale-down also for a
+    change someone else made.
+    """
     behaviour = policy.behaviour
-    cooldown = behaviour.scale_up_cooldown if desired > current else behaviour.scale_down_cooldown
-    return max(0.0, cooldown - (now - state.last_scaled_at))
+    changes: tuple[float | None, ...]
+    if desired > current:
+        cooldown, changes = behaviour.scale_up_cooldown, (state.last_scaled_at,)
+    elif desired < current:
+        cooldown, changes = (
+            behaviour.scale_down_cooldown,
+            (state.last_scaled_at, state.last_outside_change_at),
+        )
+    else:
+        return 0.0
+    times = [at for at in changes if at is not None]
+    if not times:
+        return 0.0
+    left = cooldown - (now - max(times))
+    return left if left > COOLDOWN_SLACK else 0.0
 
 
 def _recommend(
@@ -71,50 +139,83 @@ def _recommend(
     return ALGORITHMS[policy.algorithm](Inputs(observation, readings, policy, state, now))
 
 
+def _held(current: int, message: str, policy: Policy, state: ServiceState) -> Decision:
+    reason = Reason(
+        algorithm=policy.algorithm,
+        action="none",
+        message=message,
+        recommendation=current,
+        limited_by=("paused",),
+        min_replicas=policy.min_replicas,
+        max_replicas=policy.max_replicas,
+    )
+    return Decision(current, current, reason, state)
+
+
 def decide(observation: Observation, policy: Policy, state: ServiceState, now: float) -> Decision:
-    """The replica count the service should have now, and why.
+    """The replica count the service should have now, why, and the service's next state.
 
     ``now`` is in seconds since the epoch, on the same clock as the observation's
-    ``sampled_at`` and the state's times. Appends to the state's recommendation
-    history and feeds its forecaster; a change that is made must be reported with
-    ``state.record_change``.
+    ``sampled_at`` and the state's times. The state passed in is not changed; a
+    change that is made is noted with ``record_change`` on the decision's state.
     """
     current = observation.current_replicas
-    readings = fresh_readings(observation, policy, now)
-    limits: list[Limit] = []
-    cooldown_remaining = None
+    state, outside = _seen(observation, state, now)
+    if policy.paused:
+        return _held(current, "paused by label: left as it is", policy, state)
     if current == 0:
-        recommendation = Recommendation(0, "scaled to 0 by hand: treated as paused")
-        desired = 0
-        limits.append("paused")
-    elif not policy.min_replicas <= current <= policy.max_replicas:
+        return _held(0, "scaled to 0 by hand: treated as paused", policy, state)
+    readings = fresh_readings(observation, policy, now)
+    recommendation = _recommend(observation, policy, state, now, readings)
+    state = replace(state, forecaster=recommendation.forecaster)
+    limits: list[Limit] = []
+    notes: list[str] = []
+    cooldown_remaining = None
+    if not policy.min_replicas <= current <= policy.max_replicas:
         # A service outside its bounds is brought back at once, whatever the other limits say.
-        recommendation = _recommend(observation, policy, state, now, readings)
         desired = min(max(current, policy.min_replicas), policy.max_replicas)
         limits.append("min_replicas" if current < policy.min_replicas else "max_replicas")
+        return Decision(
+            current,
+            desired,
+            _reason(policy, recommendation, readings, desired, current, limits, notes, cooldown_remaining),
+            state,
+        )
+
+    def apply(limit: Limit, before: int, after: int) -> int:
+        if after != before:
+            limits.append(limit)
+        return after
+
+    desired = recommendation.replicas
+    floor = recommendation.replicas if recommendation.floor is None else recommendation.floor
+    complete = len(readings) == len(policy.metrics) and observation.unmeasured_tasks == 0
+    if observation.unmeasured_tasks:
+        notes.append(f"{observation.unmeasured_tasks} running task(s) not measured")
+    if desired < current and not complete:
+        desired, floor = apply("missing_metrics", desired, current), current
+    state = _remembered(policy, state, now, floor)
+    desired = apply("stabilization", desired, _stabilized(state, current, desired))
+    if outside is not None and outside.after < outside.before and desired > current:
+        # Someone cut the replicas (a stack redeploy resets them to the stack file's count)
+        # while the metrics ask for more: the count the service just ran with comes back at
+        # once, held by neither the cooldown nor the rate limit.
+        desired = max(desired, outside.before)
+        notes.append(f"restoring {outside.before} replicas after an outside change to {outside.after}")
     else:
-        recommendation = _recommend(observation, policy, state, now, readings)
-
-        def apply(limit: Limit, before: int, after: int) -> int:
-            if after != before:
-                limits.append(limit)
-            return after
-
-        desired = recommendation.replicas
-        if desired < current and len(readings) < len(policy.metrics):
-            desired = apply("missing_metrics", desired, current)
-        desired = apply("stabilization", desired, _stabilized(policy, state, now, current, desired))
-        desired = apply("rate_limit", desired, _rate_limited(policy, state, now, current, desired))
+        state, limited = _rate_limited(policy, state, now, current, desired)
+        desired = apply("rate_limit", desired, limited)
         left = _cooldown_left(policy, state, now, current, desired)
         if left > 0:
-            cooldown_remaining = round(left, 1)
+            cooldown_remaining = math.ceil(left * 10) / 10
             desired = apply("cooldown", desired, current)
-        desired = apply("max_replicas", desired, min(desired, policy.max_replicas))
-        desired = apply("min_replicas", desired, max(desired, policy.min_replicas))
+    desired = apply("max_replicas", desired, min(desired, policy.max_replicas))
+    desired = apply("min_replicas", desired, max(desired, policy.min_replicas))
     return Decision(
         current,
         desired,
-        _reason(policy, recommendation, readings, desired, current, limits, cooldown_remaining),
+        _reason(policy, recommendation, readings, desired, current, limits, notes, cooldown_remaining),
+        state,
     )
 
 
@@ -125,13 +226,14 @@ def _reason(  # noqa: PLR0913, PLR0917 - a reason gathers every part of the deci
     desired: int,
     current: int,
     limits: list[Limit],
+    notes: list[str],
     cooldown_remaining: float | None,
 ) -> Reason:
-    message = recommendation.message
+    message = "; ".join([recommendation.message, *notes])
     if limits:
         message += "; limited by " + ", ".join(limits)
     if cooldown_remaining is not None:
-        message += f" ({cooldown_remaining:.0f}s of cooldown left)"
+        message += f" ({cooldown_remaining:g}s of cooldown left)"
     deciding = recommendation.deciding
     return Reason(
         algorithm=policy.algorithm,

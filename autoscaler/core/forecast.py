@@ -2,7 +2,8 @@
 
 Level and trend follow Holt's linear method; once a whole season (a day) has been seen,
 a multiplicative seasonal profile is added (Holt-Winters). Every observation updates
-the state in O(1): nothing is ever refitted from the history.
+the state in O(slots) at worst: nothing is ever refitted from the history. The
+forecaster is an immutable value: ``observed`` returns the next one.
 
 Smoothing is set by time constants in seconds rather than per-step factors, so the
 forecaster behaves the same whatever the check interval. The constants are general
@@ -17,7 +18,7 @@ forecasts can be trusted; ``under`` (mean shortfall) is the headroom to provisio
 from __future__ import annotations
 
 import math
-from collections import deque
+from dataclasses import dataclass, replace
 
 LEVEL_TIME_CONSTANT = 60.0
 """Seconds: how fast the level follows the observations."""
@@ -39,25 +40,46 @@ def _smoothing(elapsed: float, time_constant: float) -> float:
     return 1.0 - math.exp(-elapsed / time_constant)
 
 
+def slots_in(season: float) -> int:
+    return max(1, round(season / SEASON_SLOT))
+
+
+def _with(values: tuple[float, ...], index: int, value: float) -> tuple[float, ...]:
+    return (*values[:index], value, *values[index + 1 :])
+
+
+@dataclass(frozen=True)
 class Forecaster:
-    def __init__(self, horizon: float, season: float) -> None:
-        """``horizon``: seconds ahead that forecasts are scored at; ``season``: seconds in a season."""
-        self.horizon = horizon
-        self.season = season
-        self.slots = max(1, round(season / SEASON_SLOT))
-        self.level: float | None = None
-        self.trend = 0.0
-        """Change of the deseasonalised level per second."""
-        self.seasonal: list[float] | None = None
-        self.error = 0.0
-        self.under = 0.0
-        self.scored = 0
-        self._first_at = 0.0
-        self._last_at = 0.0
-        self._profile_sum = [0.0] * self.slots
-        self._profile_count = [0] * self.slots
-        self._pending: deque[tuple[float, float]] = deque()
-        self._last_scored_at: float | None = None
+    horizon: float
+    """Seconds ahead that forecasts are scored at."""
+    season: float
+    """Seconds in a season."""
+    level: float | None = None
+    """Deseasonalised load at ``last_at``; None before the first observation."""
+    trend: float = 0.0
+    """Change of the deseasonalised level per second."""
+    seasonal: tuple[float, ...] | None = None
+    """Factor of every slot of the season, once a whole season has been seen."""
+    error: float = 0.0
+    under: float = 0.0
+    scored: int = 0
+    first_at: float = 0.0
+    last_at: float = 0.0
+    profile_sum: tuple[float, ...] = ()
+    """Before the season starts: the sum of the loads seen in every slot."""
+    profile_count: tuple[int, ...] = ()
+    pending: tuple[tuple[float, float], ...] = ()
+    """(due time, forecast) of the forecasts not yet scored."""
+    last_scored_at: float | None = None
+
+    @classmethod
+    def start(cls, horizon: float, season: float) -> Forecaster:
+        slots = slots_in(season)
+        return cls(horizon, season, profile_sum=(0.0,) * slots, profile_count=(0,) * slots)
+
+    @property
+    def slots(self) -> int:
+        return slots_in(self.season)
 
     @property
     def trusted(self) -> bool:
@@ -66,80 +88,96 @@ class Forecaster:
     def _slot(self, at: float) -> int:
         return int((at % self.season) / self.season * self.slots) % self.slots
 
-    def _factor(self, at: float) -> float:
+    def factor_at(self, at: float) -> float:
         return 1.0 if self.seasonal is None else self.seasonal[self._slot(at)]
 
     def forecast(self, at: float) -> float:
         """The load expected at time ``at`` (seconds since the epoch); 0 before any observation."""
         if self.level is None:
             return 0.0
-        return max(0.0, (self.level + self.trend * (at - self._last_at)) * self._factor(at))
+        return max(0.0, (self.level + self.trend * (at - self.last_at)) * self.factor_at(at))
 
-    def _score(self, at: float, observed: float, censored: bool) -> None:
+    def _scored(self, at: float, observed: float, censored: bool) -> Forecaster:
+        pending = list(self.pending)
         due = None
-        while self._pending and self._pending[0][0] <= at:
-            due = self._pending.popleft()
+        while pending and pending[0][0] <= at:
+            due = pending.pop(0)
+        after = replace(self, pending=tuple(pending))
         if due is None or censored:
-            return
+            return after
         forecast = due[1]
         scale = max(observed, forecast)
         if scale <= 0:
-            return
-        elapsed = at - self._last_scored_at if self._last_scored_at is not None else ERROR_TIME_CONSTANT
+            return after
+        elapsed = at - self.last_scored_at if self.last_scored_at is not None else ERROR_TIME_CONSTANT
         weight = _smoothing(max(elapsed, 1e-9), ERROR_TIME_CONSTANT) if self.scored else 1.0
-        self.error += weight * (abs(observed - forecast) / scale - self.error)
-        self.under += weight * (max(0.0, observed - forecast) / scale - self.under)
-        self.scored += 1
-        self._last_scored_at = at
+        return replace(
+            after,
+            error=self.error + weight * (abs(observed - forecast) / scale - self.error),
+            under=self.under + weight * (max(0.0, observed - forecast) / scale - self.under),
+            scored=self.scored + 1,
+            last_scored_at=at,
+        )
 
-    def _start_season(self, at: float) -> None:
+    def with_season(self, at: float, level: float, trend: float) -> Forecaster | None:
+        """The forecaster with its seasonal profile from the first season; None if that season was silent."""
+        counts = self.profile_count
         means = [
-            total / count if count else 0.0
-            for total, count in zip(self._profile_sum, self._profile_count, strict=True)
+            total / count if count else 0.0 for total, count in zip(self.profile_sum, counts, strict=True)
         ]
-        seen = [mean for mean, count in zip(means, self._profile_count, strict=True) if count]
+        seen = [mean for mean, count in zip(means, counts, strict=True) if count]
         overall = sum(seen) / len(seen) if seen else 0.0
         if overall <= 0:
-            return
-        self.seasonal = [
+            return None
+        seasonal = tuple(
             max(MIN_FACTOR, (mean if count else overall) / overall)
-            for mean, count in zip(means, self._profile_count, strict=True)
-        ]
-        factor = self._factor(at)
-        assert self.level is not None  # noqa: S101 - called only after the first observation
-        self.level /= factor
-        self.trend /= factor
+            for mean, count in zip(means, counts, strict=True)
+        )
+        started = replace(self, seasonal=seasonal, profile_sum=(), profile_count=())
+        factor = started.factor_at(at)
+        return replace(started, level=level / factor, trend=trend / factor)
 
-    def observe(self, at: float, value: float, censored: bool = False) -> None:
-        """Take the load observed at time ``at``; times must increase.
+    def observed(self, at: float, value: float, censored: bool = False) -> Forecaster:
+        """The forecaster after the load ``value`` was observed at time ``at``; times must increase.
 
         ``censored``: the value is only a lower bound (the service was saturated, so
         the demand beyond its capacity went unseen). It still moves the level, but no
         forecast is judged against it.
         """
-        self._score(at, value, censored)
-        if self.level is None:
-            self.level, self._first_at, self._last_at = value, at, at
+        after = self._scored(at, value, censored)
+        if after.level is None:
+            after = replace(after, level=value, first_at=at, last_at=at)
         else:
-            elapsed = at - self._last_at
+            elapsed = at - after.last_at
             if elapsed <= 0:
-                return
-            factor = self._factor(at)
-            previous = self.level
-            alpha = _smoothing(elapsed, LEVEL_TIME_CONSTANT)
-            beta = _smoothing(elapsed, TREND_TIME_CONSTANT)
-            self.level = alpha * (value / factor) + (1 - alpha) * (previous + self.trend * elapsed)
-            self.trend = beta * (self.level - previous) / elapsed + (1 - beta) * self.trend
-            slot = self._slot(at)
-            if self.seasonal is not None:
-                if self.level > 0:
-                    gamma = _smoothing(elapsed, SEASONAL_MEMORY * SEASON_SLOT)
-                    updated = gamma * (value / self.level) + (1 - gamma) * self.seasonal[slot]
-                    self.seasonal[slot] = max(MIN_FACTOR, updated)
-            else:
-                self._profile_sum[slot] += value
-                self._profile_count[slot] += 1
-                if at - self._first_at >= self.season:
-                    self._start_season(at)
-            self._last_at = at
-        self._pending.append((at + self.horizon, self.forecast(at + self.horizon)))
+                return after
+            after = after.smoothed(at, elapsed, value, after.level)
+        return replace(
+            after, pending=(*after.pending, (at + self.horizon, after.forecast(at + self.horizon)))
+        )
+
+    def smoothed(self, at: float, elapsed: float, value: float, previous: float) -> Forecaster:
+        factor = self.factor_at(at)
+        alpha = _smoothing(elapsed, LEVEL_TIME_CONSTANT)
+        beta = _smoothing(elapsed, TREND_TIME_CONSTANT)
+        level = alpha * (value / factor) + (1 - alpha) * (previous + self.trend * elapsed)
+        trend = beta * (level - previous) / elapsed + (1 - beta) * self.trend
+        slot = self._slot(at)
+        if self.seasonal is not None:
+            seasonal = self.seasonal
+            if level > 0:
+                gamma = _smoothing(elapsed, SEASONAL_MEMORY * SEASON_SLOT)
+                updated = gamma * (value / level) + (1 - gamma) * seasonal[slot]
+                seasonal = _with(seasonal, slot, max(MIN_FACTOR, updated))
+            return replace(self, level=level, trend=trend, seasonal=seasonal, last_at=at)
+        profiled = replace(
+            self,
+            level=level,
+            trend=trend,
+            last_at=at,
+            profile_sum=_with(self.profile_sum, slot, self.profile_sum[slot] + value),
+            profile_count=tuple(c + (i == slot) for i, c in enumerate(self.profile_count)),
+        )
+        if at - self.first_at >= self.season:
+            return profiled.with_season(at, level, trend) or profiled
+        return profiled

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections import deque
-from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Literal
 
-if TYPE_CHECKING:
-    from autoscaler.core.forecast import Forecaster
+from autoscaler.core.forecast import Forecaster
 
 Action = Literal["scale_up", "scale_down", "none"]
 Limit = Literal[
@@ -95,6 +93,10 @@ class Policy:
     forecasting: Forecasting
     metrics_max_age: float
     """Seconds after which an observation counts as stale, as if missing."""
+    paused: bool = False
+    """Leave the service exactly as it is."""
+    dry_run: bool = False
+    """Decide, log and report as usual, but change nothing (the daemon's concern, not the core's)."""
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,10 @@ class Observation:
     """Percent of responses that were server errors."""
     sampled_at: float | None = None
     """When the metrics were sampled, in seconds since the epoch; None if never."""
+    unmeasured_tasks: int = 0
+    """Running tasks no collector measured: the metrics may ask for more, never for fewer."""
+    changed_at: float | None = None
+    """When the service's spec last changed (by anyone), in seconds since the epoch; None if unknown."""
 
     def value(self, metric: Metric) -> float | None:
         return {
@@ -125,28 +131,35 @@ class Observation:
         }[metric]
 
 
-@dataclass
+@dataclass(frozen=True)
 class ServiceState:
-    """What the core remembers about one service between decisions.
+    """What the core remembers about one service between decisions: an immutable value.
 
-    The one thing the core changes: ``decide`` appends to the recommendation history
-    and feeds the forecaster, ``record_change`` notes a change that was made. Each
-    update is O(1) (amortised), so a long replay costs the same per step.
+    ``decide`` returns the next state in its decision; ``record_change`` the state
+    after a change was made. Nothing is changed in place, so a caller can drop a
+    decision (a failed update, a conflict) and decide again from the old state.
     """
 
+    replicas: int | None = None
+    """The replica count the autoscaler last saw or set; None before the service was first seen."""
     last_scaled_at: float | None = None
-    """When the replica count last changed, in seconds since the epoch."""
-    recommendations: deque[tuple[float, int]] = field(default_factory=deque)
+    """When the autoscaler last changed the replica count, in seconds since the epoch."""
+    last_outside_change_at: float | None = None
+    """When someone else last changed the replica count (an operator, a redeploy, another tool)."""
+    recommendations: tuple[tuple[float, int], ...] = ()
     """(time, replicas) of recent recommendations, for scale-down stabilization."""
-    changes: deque[tuple[float, int]] = field(default_factory=deque)
-    """(time, replicas added or removed) of recent changes, for rate limits."""
+    changes: tuple[tuple[float, int], ...] = ()
+    """(time, replicas added or removed) of the autoscaler's recent changes, for rate limits."""
     forecaster: Forecaster | None = None
 
-    def record_change(self, now: float, current: int, desired: int) -> None:
-        """Note that the service went from ``current`` to ``desired`` replicas at ``now``."""
-        if desired != current:
-            self.last_scaled_at = now
-            self.changes.append((now, desired - current))
+
+def record_change(state: ServiceState, now: float, current: int, desired: int) -> ServiceState:
+    """The state after the service was changed from ``current`` to ``desired`` replicas at ``now``."""
+    if desired == current:
+        return state
+    return replace(
+        state, replicas=desired, last_scaled_at=now, changes=(*state.changes, (now, desired - current))
+    )
 
 
 @dataclass(frozen=True)
@@ -182,6 +195,8 @@ class Decision:
     current_replicas: int
     desired_replicas: int
     reason: Reason
+    state: ServiceState
+    """The service's state after this decision, as long as it is not carried out (see ``record_change``)."""
 
     @property
     def changes(self) -> bool:

@@ -1,5 +1,8 @@
 """Fakes at the I/O boundary: the Docker API and the collectors' HTTP answers."""
 
+import base64
+import copy
+import itertools
 import json
 
 import docker.errors
@@ -22,14 +25,35 @@ def service(service_id, name, replicas, labels, updated_at="2026-01-01T00:00:00.
     }
 
 
-class FakeDockerApi:
-    """The engine's service endpoints, over an in-memory list of services."""
+def task_ids(service_id, replicas):
+    """The ids FakeDockerApi gives the running tasks of a service."""
+    return [f"{service_id}.{slot}" for slot in range(1, replicas + 1)]
 
-    def __init__(self, services, conflicts=0):
+
+def _matches(labels, wanted):
+    for condition in wanted if isinstance(wanted, list) else [wanted]:
+        key, _, value = condition.partition("=")
+        if labels.get(key) != value:
+            return False
+    return True
+
+
+class FakeDockerApi:
+    """The engine's service, task and config endpoints, over in-memory lists.
+
+    Every replicated service runs as many tasks as its spec says, on ``node``;
+    ``tasks_override`` replaces that task list.
+    """
+
+    def __init__(self, services, conflicts=0, node="node-1"):
         self.by_id = {s["ID"]: s for s in services}
         self.conflicts = conflicts
         self.updates = []
         self.reachable = True
+        self.node = node
+        self.tasks_override = None
+        self.configs_by_id = {}
+        self._ids = itertools.count(1)
 
     def ping(self):
         return True
@@ -37,29 +61,72 @@ class FakeDockerApi:
     def services(self, filters=None):
         if not self.reachable:
             raise docker.errors.APIError("connection refused")
-        wanted = filters["label"].split("=", 1)
-        return [s for s in self.by_id.values() if s["Spec"]["Labels"].get(wanted[0]) == wanted[1]]
+        return [
+            copy.deepcopy(s) for s in self.by_id.values() if _matches(s["Spec"]["Labels"], filters["label"])
+        ]
+
+    def tasks(self, filters=None):  # noqa: ARG002 - every fake task runs, so the filter changes nothing
+        if self.tasks_override is not None:
+            return self.tasks_override
+        running = []
+        for service_id, attributes in self.by_id.items():
+            replicas = attributes["Spec"]["Mode"].get("Replicated", {}).get("Replicas", 0)
+            running += [
+                {"ID": task, "ServiceID": service_id, "NodeID": self.node, "Status": {"State": "running"}}
+                for task in task_ids(service_id, replicas)
+            ]
+        return running
 
     def inspect_service(self, service_id):
-        return self.by_id[service_id]
+        return copy.deepcopy(self.by_id[service_id])
+
+    def set_replicas(self, service_id, replicas, updated_at="2026-06-01T00:00:00Z"):
+        """Someone else scales the service."""
+        attributes = self.by_id[service_id]
+        attributes["Spec"]["Mode"] = {"Replicated": {"Replicas": replicas}}
+        attributes["Version"]["Index"] += 1
+        attributes["UpdatedAt"] = updated_at
 
     def update_service(self, service_id, version, **spec):
+        attributes = self.by_id[service_id]
         if self.conflicts:
             self.conflicts -= 1
-            self.by_id[service_id]["Version"]["Index"] += 1
+            attributes["Version"]["Index"] += 1
             raise docker.errors.APIError("rpc error: update out of sequence")
-        assert version == self.by_id[service_id]["Version"]["Index"]
+        if version != attributes["Version"]["Index"]:
+            raise docker.errors.APIError("rpc error: update out of sequence")
         self.updates.append((service_id, spec))
-        self.by_id[service_id]["Spec"]["Mode"] = spec["mode"]
+        attributes["Spec"]["Mode"] = spec["mode"]
+        attributes["Spec"]["Labels"] = spec["labels"]
+        attributes["Version"]["Index"] += 1
+
+    def configs(self, filters=None):
+        return [c for c in self.configs_by_id.values() if _matches(c["Spec"]["Labels"], filters["label"])]
+
+    def create_config(self, name, data, labels=None):
+        if any(c["Spec"]["Name"] == name for c in self.configs_by_id.values()):
+            raise docker.errors.APIError("409 conflict: name exists")
+        config_id = f"config{next(self._ids)}"
+        self.configs_by_id[config_id] = {
+            "ID": config_id,
+            "Spec": {"Name": name, "Labels": labels or {}, "Data": base64.b64encode(data).decode()},
+        }
+        return {"ID": config_id}
+
+    def remove_config(self, config_id):
+        del self.configs_by_id[config_id]
+        return True
 
 
 def collector_transport(reports_by_host):
-    """Collectors answering /v1/services; a host mapped to None answers 500."""
+    """Collectors answering /v1/services; a host mapped to None answers 500, to bytes answers them."""
 
     def handle(request):
         report = reports_by_host.get(request.url.host)
         if report is None:
             return httpx.Response(500, text="broken")
+        if isinstance(report, bytes):
+            return httpx.Response(200, content=report)
         return httpx.Response(200, content=json.dumps(report))
 
     return httpx.MockTransport(handle)

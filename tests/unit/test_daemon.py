@@ -1,45 +1,67 @@
 import asyncio
 import json
+import math
 from http import HTTPStatus
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import CollectorRegistry
 
+from autoscaler import daemon as daemon_module
 from autoscaler.api import routes
 from autoscaler.daemon import Autoscaler
 from autoscaler.settings import load
+from autoscaler.state_store import ConfigStateStore
 from autoscaler.swarm import Swarm
-from autoscaler.telemetry import AutoscalerCollector
 from tests.unit.fakes import FakeDockerApi, collector_transport, resolver_for, service
 
 NOW = 1_800_000_000.0
 LONG_AGO = "2020-01-01T00:00:00Z"
 ENABLED = {"autoscaler.enable": "true"}
-
-
-def collector_report(services):
-    return {
-        "services": {
-            name: {"tasks": 2, "cpu_percent": cpu, "memory_percent": 10.0, "sampled_at": NOW - 2}
-            for name, cpu in services.items()
-        }
-    }
+COLLECTOR = "10.0.0.5"
 
 
 class Harness:
-    """The daemon with a fake engine and fake collectors, and a clock the test moves."""
+    """The daemon with a fake engine and fake collectors, and a clock the test moves.
 
-    def __init__(self, services, cpu_by_service, environment=None):
+    The collector at COLLECTOR reports every running task of the fake engine, with
+    the CPU set per service name in ``cpu``; ``reports`` can replace any answer.
+    """
+
+    def __init__(self, services, cpu, environment=None, store=False):
         self.api = FakeDockerApi(services)
         self.now = NOW
+        self.cpu = dict(cpu)
         self.settings = load({"CHECK_INTERVAL": "5", "COOLDOWN_PERIOD": "60", **(environment or {})})
-        self.reports = {"10.0.0.5": collector_report(cpu_by_service)}
-        self.registry = CollectorRegistry()
+        self.reports = None
+        self.use_store = store
+        self.store = ConfigStateStore(self.api, None) if store else None
+        self.daemon_state = None
+
+    def collector_answers(self):
+        if self.reports is not None:
+            return self.reports
+        names = {s["ID"]: s["Spec"]["Name"] for s in self.api.by_id.values()}
+        services = {}
+        for task in self.api.tasks():
+            name = names[task["ServiceID"]]
+            entry = services.setdefault(
+                name,
+                {
+                    "task_ids": [],
+                    "cpu_percent": self.cpu.get(name),
+                    "memory_percent": 10.0,
+                    "sampled_at": self.now - 2,
+                },
+            )
+            entry["task_ids"].append(task["ID"])
+        return {COLLECTOR: {"node_id": "node-1", "services": services}}
 
     def check(self):
+        answers = self.collector_answers()
+
         async def go():
-            async with httpx.AsyncClient(transport=collector_transport(self.reports)) as client:
+            async with httpx.AsyncClient(transport=collector_transport(answers)) as client:
                 daemon = self.daemon(client)
                 await daemon.check_once()
                 return daemon
@@ -47,23 +69,45 @@ class Harness:
         self.daemon_state = asyncio.run(go()).state
         return self.daemon_state
 
+    def restart(self):
+        """A new daemon process: nothing kept in memory."""
+        self.daemon_state = None
+        self.store = ConfigStateStore(self.api, None) if self.use_store else None
+
     def daemon(self, client):
         daemon = Autoscaler(
-            self.settings, Swarm(self.api), client, clock=lambda: self.now, resolve=resolver_for(self.reports)
+            self.settings,
+            Swarm(self.api),
+            client,
+            store=self.store,
+            clock=lambda: self.now,
+            resolve=resolver_for(self.collector_answers()),
         )
-        if hasattr(self, "daemon_state"):
+        if self.daemon_state is not None:
             daemon.state = self.daemon_state  # keep memory across checks, as the live loop does
         return daemon
 
+    def replicas(self, service_id="a"):
+        return self.api.by_id[service_id]["Spec"]["Mode"]["Replicated"]["Replicas"]
+
     def handlers(self):
         registry = CollectorRegistry()
+        from autoscaler.telemetry import AutoscalerCollector  # noqa: PLC0415 - only the endpoint tests need it
+
         registry.register(AutoscalerCollector(self.daemon_state))
         return routes(self.daemon_state, registry, lambda: self.now, 5, self.settings.policy.metrics_max_age)
+
+    def status(self):
+        return json.loads(self.handlers()["/status"]().body)
+
+
+def web(replicas=3, labels=None, updated_at=LONG_AGO, service_id="a", name="s_web"):
+    return service(service_id, name, replicas, {**ENABLED, **(labels or {})}, updated_at)
 
 
 class TestAutoscaler:
     def test_scales_a_busy_service_and_records_why(self):
-        harness = Harness([service("a", "s_web", 3, ENABLED, LONG_AGO)], {"s_web": 95.0})
+        harness = Harness([web()], {"s_web": 95.0})
         state = harness.check()
         ((service_id, spec),) = harness.api.updates
         assert (service_id, spec["mode"]) == ("a", {"Replicated": {"Replicas": 4}})
@@ -72,7 +116,7 @@ class TestAutoscaler:
         assert state.scale_events[("s_web", "up")] == 1
 
     def test_the_cooldown_holds_the_next_change(self):
-        harness = Harness([service("a", "s_web", 3, ENABLED, LONG_AGO)], {"s_web": 95.0})
+        harness = Harness([web()], {"s_web": 95.0})
         harness.check()
         harness.now += 30
         state = harness.check()
@@ -84,25 +128,34 @@ class TestAutoscaler:
 
     def test_a_recently_updated_service_starts_in_cooldown(self):
         recent = "2027-01-15T08:00:00Z"  # NOW is 2027-01-15T08:00:00Z
-        harness = Harness([service("a", "s_web", 3, ENABLED, recent)], {"s_web": 95.0})
+        harness = Harness([web(updated_at=recent)], {"s_web": 95.0})
         state = harness.check()
         assert harness.api.updates == []
         assert state.services["s_web"].decision.reason.limited_by == ("cooldown",)
 
     def test_a_bad_label_skips_only_that_service(self):
-        services = [
-            service("a", "s_web", 3, ENABLED, LONG_AGO),
-            service("b", "s_bad", 3, {**ENABLED, "autoscaler.max_replicas": "many"}, LONG_AGO),
-        ]
+        services = [web(), web(labels={"autoscaler.max_replicas": "many"}, service_id="b", name="s_bad")]
         harness = Harness(services, {"s_web": 95.0, "s_bad": 95.0})
         state = harness.check()
         assert [update[0] for update in harness.api.updates] == ["a"]
         assert "autoscaler.max_replicas" in state.services["s_bad"].config_error
         text = harness.handlers()["/metrics"]().body.decode()
         assert 'autoscaler_service_config_valid{service="s_bad"} 0.0' in text
+        entry = harness.status()["services"]["s_bad"]
+        assert "decision" not in entry
+        assert "reason" not in entry
+        assert "'many'" in entry["problems"]["label"]
+
+    def test_a_bad_label_is_logged_once_and_counted_once(self):
+        harness = Harness([web(labels={"autoscaler.predictive_season": "1e13"})], {"s_web": 95.0})
+        for _ in range(3):
+            harness.check()
+            harness.now += 5
+        assert harness.daemon_state.problems.appeared["label"] == 1
+        assert "autoscaler.predictive_season" in harness.status()["services"]["s_web"]["config_error"]
 
     def test_an_unreachable_engine_is_reported_on_health(self):
-        harness = Harness([service("a", "s_web", 3, ENABLED, LONG_AGO)], {"s_web": 95.0})
+        harness = Harness([web()], {"s_web": 95.0})
         harness.api.reachable = False
         harness.check()
         response = harness.handlers()["/health"]()
@@ -110,9 +163,232 @@ class TestAutoscaler:
         assert "docker api unreachable" in json.loads(response.body)["problems"][0]
 
 
+class TestBadInput:
+    """Nothing from outside stops the loop; each problem stays with what it belongs to."""
+
+    def two_services(self):
+        return Harness([web(), web(service_id="b", name="s_api")], {"s_web": 95.0, "s_api": 95.0})
+
+    def test_malformed_collector_answers_do_not_stop_the_check(self):
+        for answer in ([], {"services": None}, {}, "text", b"not json", None):
+            harness = self.two_services()
+            harness.reports = {COLLECTOR: answer}
+            state = harness.check()
+            assert state.last_successful_check_at == NOW
+            assert set(state.services) == {"s_web", "s_api"}
+            assert state.problems.of_kind("collector"), answer
+
+    def test_a_malformed_entry_affects_only_its_service(self):
+        harness = self.two_services()
+        answers = harness.collector_answers()
+        answers[COLLECTOR]["services"]["s_web"]["cpu_percent"] = math.nan
+        del answers[COLLECTOR]["services"]["s_api"]["sampled_at"]
+        answers[COLLECTOR]["services"]["s_other"] = {"task_ids": ["x"], "cpu_percent": 5, "sampled_at": NOW}
+        harness.reports = answers
+        state = harness.check()
+        assert harness.api.updates == []  # neither service has usable metrics
+        assert set(state.problems.of_kind("collector_entry")) == {
+            f"s_web at {COLLECTOR}",
+            f"s_api at {COLLECTOR}",
+        }
+        assert state.services["s_web"].decision.reason.message.startswith("no fresh metrics: holding")
+
+    def test_an_error_deciding_one_service_leaves_the_others(self, monkeypatch):
+        harness = self.two_services()
+        decide = daemon_module.core.decide
+
+        def failing(observation, policy, state, now):
+            if observation.current_replicas == 7:
+                raise ZeroDivisionError("boom")
+            return decide(observation, policy, state, now)
+
+        harness.api.by_id["b"]["Spec"]["Mode"]["Replicated"]["Replicas"] = 7
+        monkeypatch.setattr(daemon_module.core, "decide", failing)
+        state = harness.check()
+        assert [update[0] for update in harness.api.updates] == ["a"]
+        assert "ZeroDivisionError" in harness.status()["services"]["s_api"]["problems"]["decision"]
+        assert state.last_successful_check_at == NOW
+
+    def test_a_refused_update_is_counted_and_the_loop_goes_on(self):
+        harness = self.two_services()
+
+        def refuse(*args, **kwargs):
+            raise RuntimeError("engine said no")
+
+        harness.api.update_service = refuse
+        state = harness.check()
+        assert state.scale_failures == {"s_web": 1, "s_api": 1}
+        assert "engine said no" in state.problems.of("s_web")["scale"]
+        text = harness.handlers()["/metrics"]().body.decode()
+        assert 'autoscaler_input_problems_total{kind="scale"} 2.0' in text
+
+
+class TestCoverage:
+    def test_unmeasured_tasks_block_scale_down_but_not_scale_up(self):
+        harness = Harness([web(replicas=6)], {"s_web": 5.0}, {"SCALE_DOWN_STABILIZATION": "0"})
+        answers = harness.collector_answers()
+        answers[COLLECTOR]["services"]["s_web"]["task_ids"] = answers[COLLECTOR]["services"]["s_web"][
+            "task_ids"
+        ][:3]
+        harness.reports = answers
+        state = harness.check()
+        assert harness.api.updates == []
+        reason = state.services["s_web"].decision.reason
+        assert reason.limited_by == ("missing_metrics",)
+        assert "3 running task(s) not measured" in reason.message
+        answers[COLLECTOR]["services"]["s_web"]["cpu_percent"] = 95.0
+        harness.check()
+        assert harness.replicas() == 7
+
+    def test_health_names_the_node_whose_collector_is_missing(self):
+        harness = Harness([web(replicas=2)], {"s_web": 50.0})
+        harness.api.tasks_override = [
+            {"ID": "a.1", "ServiceID": "a", "NodeID": "node-1", "Status": {"State": "running"}},
+            {"ID": "a.2", "ServiceID": "a", "NodeID": "node-2", "Status": {"State": "running"}},
+        ]
+        answers = harness.collector_answers()
+        answers[COLLECTOR]["services"]["s_web"]["task_ids"] = ["a.1"]
+        harness.reports = answers
+        harness.check()
+        body = json.loads(harness.handlers()["/health"]().body)
+        assert any("node-2" in problem for problem in body["problems"])
+        assert harness.status()["services"]["s_web"]["unmeasured_tasks"] == 1
+
+
+class TestOutsideChanges:
+    def test_a_manual_scale_up_is_kept_for_the_stabilization_window(self):
+        environment = {"SCALE_DOWN_STABILIZATION": "120", "COOLDOWN_PERIOD": "15"}
+        harness = Harness([web(replicas=2)], {"s_web": 5.0}, environment)
+        harness.check()
+        harness.api.set_replicas("a", 6, updated_at="2027-01-15T08:00:10Z")  # NOW + 10
+        harness.now += 15
+        for _ in range(20):  # 100 s of idle checks
+            harness.check()
+            harness.now += 5
+        assert harness.replicas() == 6
+        harness.now += 40
+        harness.check()
+        assert harness.replicas() == 5
+
+    def test_a_redeploy_that_cuts_replicas_under_load_is_undone_at_once(self):
+        harness = Harness([web(replicas=8)], {"s_web": 90.0}, {"COOLDOWN_PERIOD": "300"})
+        harness.check()  # 8 → 9
+        harness.api.set_replicas("a", 2)  # the stack file's count
+        harness.now += 5
+        state = harness.check()
+        assert harness.replicas() == 9
+        assert (
+            "restoring 9 replicas after an outside change to 2"
+            in state.services["s_web"].decision.reason.message
+        )
+
+    def test_a_cut_while_idle_is_accepted(self):
+        harness = Harness([web(replicas=8)], {"s_web": 30.0})
+        harness.check()
+        harness.api.set_replicas("a", 3)
+        harness.now += 5
+        harness.check()
+        assert harness.replicas() == 3
+
+    def test_a_pause_made_while_deciding_is_never_overwritten(self):
+        harness = Harness([web(replicas=4)], {"s_web": 95.0})
+        inspect = harness.api.inspect_service
+
+        def operator_pauses_first(service_id):
+            if harness.replicas(service_id) == 4:
+                harness.api.set_replicas(service_id, 0)
+            return inspect(service_id)
+
+        harness.api.inspect_service = operator_pauses_first
+        state = harness.check()
+        assert harness.replicas() == 0
+        assert harness.api.updates == []
+        assert state.services["s_web"].decision.reason.limited_by == ("paused",)
+
+    def test_the_paused_label_leaves_the_service_alone(self):
+        harness = Harness([web(labels={"autoscaler.paused": "true"})], {"s_web": 99.0})
+        harness.check()
+        assert harness.api.updates == []
+        entry = harness.status()["services"]["s_web"]
+        assert entry["paused"] is True
+        assert entry["reason"]["limited_by"] == ["paused"]
+
+    def test_dry_run_decides_but_changes_nothing(self):
+        harness = Harness([web()], {"s_web": 99.0}, {"DRY_RUN": "true"})
+        state = harness.check()
+        assert harness.api.updates == []
+        assert state.services["s_web"].decision.desired_replicas == 4
+        assert harness.status()["services"]["s_web"]["dry_run"] is True
+
+
+class TestSavedState:
+    def test_a_restarted_daemon_keeps_the_stabilization_window(self):
+        environment = {"SCALE_DOWN_STABILIZATION": "300", "COOLDOWN_PERIOD": "0"}
+        harness = Harness([web(replicas=6)], {"s_web": 50.0}, environment, store=True)
+        harness.check()  # holds at 6: recorded in the window
+        harness.now += 60
+        harness.restart()
+        harness.cpu["s_web"] = 5.0
+        state = harness.check()
+        assert harness.replicas() == 6
+        assert state.services["s_web"].decision.reason.limited_by == ("stabilization",)
+        assert state.restored_services == 1
+
+    def test_without_saved_state_the_same_restart_scales_down(self):
+        environment = {"SCALE_DOWN_STABILIZATION": "300", "COOLDOWN_PERIOD": "0"}
+        harness = Harness([web(replicas=6)], {"s_web": 50.0}, environment, store=False)
+        harness.check()
+        harness.now += 60
+        harness.restart()
+        harness.cpu["s_web"] = 5.0
+        harness.check()
+        assert harness.replicas() == 5
+
+    def test_a_change_is_saved_at_once_and_only_the_newest_is_kept(self):
+        harness = Harness([web()], {"s_web": 95.0}, store=True)
+        harness.check()
+        harness.now += 61
+        harness.check()
+        (config,) = harness.api.configs_by_id.values()
+        assert config["Spec"]["Labels"]["autoscaler.state.service"] == "a"
+
+    def test_corrupt_saved_state_starts_fresh(self):
+        harness = Harness([web()], {"s_web": 95.0}, store=True)
+        harness.api.create_config(
+            "autoscaler-state-a-1",
+            b"garbage",
+            labels={
+                "autoscaler.state.scope": "swarm",
+                "autoscaler.state.service": "a",
+                "autoscaler.state.sequence": "1",
+            },
+        )
+        state = harness.check()
+        assert harness.replicas() == 4
+        assert state.problems.appeared["state"] == 1  # logged once; cleared by the first good save
+        (config,) = harness.api.configs_by_id.values()
+        assert config["Spec"]["Name"] != "autoscaler-state-a-1"
+
+    def test_a_failing_save_is_reported_and_retried(self):
+        harness = Harness([web()], {"s_web": 95.0}, store=True)
+
+        def refuse(*args, **kwargs):
+            raise RuntimeError("raft unavailable")
+
+        create = harness.api.create_config
+        harness.api.create_config = refuse
+        state = harness.check()
+        assert "raft unavailable" in state.problems.of("s_web")["state"]
+        harness.api.create_config = create
+        harness.now += 5
+        state = harness.check()
+        assert "state" not in state.problems.of("s_web")
+        assert len(harness.api.configs_by_id) == 1
+
+
 class TestEndpoints:
     def test_health_status_and_metrics_after_a_check(self):
-        harness = Harness([service("a", "s_web", 3, ENABLED, LONG_AGO)], {"s_web": 95.0})
+        harness = Harness([web()], {"s_web": 95.0})
         harness.check()
         handlers = harness.handlers()
         assert handlers["/health"]().status == HTTPStatus.OK
@@ -124,9 +400,10 @@ class TestEndpoints:
         assert families["autoscaler_service_desired_replicas"].samples[0].value == 4
         assert "autoscaler_last_successful_check_timestamp_seconds" in families
         assert families["autoscaler_service_recommended_replicas"].samples[0].value == 4
+        assert families["autoscaler_service_unmeasured_tasks"].samples[0].value == 0
 
     def test_health_is_unavailable_without_collectors(self):
-        harness = Harness([service("a", "s_web", 3, ENABLED, LONG_AGO)], {})
+        harness = Harness([web()], {})
         harness.reports = {}
         harness.check()
         body = json.loads(harness.handlers()["/health"]().body)

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from autoscaler.core import Observation, ServiceState, decide
+from autoscaler.core import Observation, ServiceState, decide, record_change
 from autoscaler.core.algorithms import far_above, forecast_horizon
 from autoscaler.policy import parse_policy
 
@@ -133,6 +133,7 @@ class TestPredictive:
                 current_replicas=replicas, cpu_percent=cpu, memory_percent=10, sampled_at=at
             )
             decisions.append(decide(observation, chosen, state, at))
+            state = decisions[-1].state
         return decisions
 
     def test_falls_back_to_target_while_warming_up(self):
@@ -230,23 +231,28 @@ class TestCooldown:
 class TestStabilization:
     def test_scale_down_goes_only_to_the_highest_recent_recommendation(self):
         chosen = policy(SCALE_DOWN_STABILIZATION="300")
-        state = ServiceState()
-        assert decide(observe(6, cpu=60, memory=10, age=0), chosen, state, NOW).desired_replicas == 6
+        first = decide(observe(6, cpu=60, memory=10, age=0), chosen, ServiceState(), NOW)
+        assert first.desired_replicas == 6
         # 2 minutes later CPU is low and linear asks for 5, but 6 was asked for within 5 minutes.
         low = decide(
-            Observation(6, cpu_percent=10, memory_percent=10, sampled_at=NOW + 120), chosen, state, NOW + 120
+            Observation(6, cpu_percent=10, memory_percent=10, sampled_at=NOW + 120),
+            chosen,
+            first.state,
+            NOW + 120,
         )
         assert low.desired_replicas == 6
         assert low.reason.limited_by == ("stabilization",)
         later = decide(
-            Observation(6, cpu_percent=10, memory_percent=10, sampled_at=NOW + 301), chosen, state, NOW + 301
+            Observation(6, cpu_percent=10, memory_percent=10, sampled_at=NOW + 301),
+            chosen,
+            low.state,
+            NOW + 301,
         )
         assert later.desired_replicas < 6
 
     def test_scale_up_is_not_stabilized(self):
         chosen = policy("target", SCALE_DOWN_STABILIZATION="300")
-        state = ServiceState()
-        decide(observe(4, cpu=10, memory=10, age=0), chosen, state, NOW)
+        state = decide(observe(4, cpu=10, memory=10, age=0), chosen, ServiceState(), NOW).state
         assert (
             decide(
                 Observation(4, cpu_percent=140, memory_percent=10, sampled_at=NOW + 30),
@@ -279,8 +285,7 @@ class TestRateLimits:
 
     def test_changes_within_the_period_count(self):
         chosen = policy("target", SCALE_UP_LIMIT_REPLICAS="4", SCALE_UP_LIMIT_PERCENT="100")
-        state = ServiceState()
-        state.record_change(NOW - 10, 2, 6)  # 2 → 6 ten seconds ago: the period began at 2
+        state = record_change(ServiceState(replicas=2), NOW - 10, 2, 6)  # 2 → 6 ten seconds ago: began at 2
         assert decide_once(observe(6, cpu=700, memory=10), chosen, state).desired_replicas == 6
         assert decide_once(observe(6, cpu=700, memory=10), chosen, state, NOW + 25).desired_replicas == 12
 

@@ -6,21 +6,50 @@ from autoscaler.core import Thresholds
 from autoscaler.core.model import RateLimit
 from autoscaler.policy import POLICY_VARIABLES, parse_policy, service_policy
 from autoscaler.settings import load
-from common.config import ConfigError, read_float
+from common.config import ConfigError, read_bool, read_float, read_int
 
 
-class TestReadFloat:
+class TestReadNumbers:
     def test_empty_value_counts_as_unset(self):
-        assert read_float({"X": "  "}, "X", 3.0) == 3.0
+        assert read_float({"X": "  "}, "X", 3.0, minimum=0, maximum=10) == 3.0
 
     @pytest.mark.parametrize(
         ("value", "problem"),
-        [("abc", "not a number"), ("nan", "not a finite number"), ("-1", "must be at least 0")],
+        [
+            ("abc", "not a number"),
+            ("nan", "not a number"),
+            ("inf", "not a number"),
+            ("1_000", "not a number"),
+            ("\u0661\u0662", "not a number"),  # Arabic-Indic digits, which float() accepts
+            ("0x10", "not a number"),
+            ("-1", "must be at least 0"),
+            ("11", "must be at most 10"),
+            ("1e400", "must be at most 10"),
+        ],
     )
-    def test_error_names_variable_and_value(self, value, problem):
+    def test_only_plain_ascii_numbers_within_bounds(self, value, problem):
         with pytest.raises(ConfigError) as caught:
-            read_float({"X": value}, "X", 1.0, minimum=0)
+            read_float({"X": value}, "X", 1.0, minimum=0, maximum=10)
         assert (caught.value.name, caught.value.value, caught.value.problem) == ("X", value, problem)
+
+    @pytest.mark.parametrize(("value", "expected"), [("7", 7.0), ("+2.5", 2.5), (".5", 0.5), ("1e1", 10.0)])
+    def test_plain_numbers(self, value, expected):
+        assert read_float({"X": value}, "X", 1.0, minimum=0, maximum=10) == expected
+
+    @pytest.mark.parametrize("value", ["\uff13", "3.0", "99999999999999999999"])
+    def test_whole_numbers_are_ascii_digits(self, value):
+        with pytest.raises(ConfigError):
+            read_int({"X": value}, "X", 1, minimum=0, maximum=10**6)
+
+    @pytest.mark.parametrize(
+        ("value", "expected"), [("true", True), ("Yes", True), ("0", False), ("off", False)]
+    )
+    def test_booleans(self, value, expected):
+        assert read_bool({"X": value}, "X", default=not expected) is expected
+
+    def test_a_word_that_is_not_a_boolean_is_refused(self):
+        with pytest.raises(ConfigError):
+            read_bool({"X": "maybe"}, "X", default=False)
 
 
 class TestParsePolicy:
@@ -96,8 +125,77 @@ class TestServicePolicy:
 
     def test_an_environment_error_keeps_the_variable_name(self):
         with pytest.raises(ConfigError) as caught:
-            service_policy({"MIN_REPLICAS": "9"}, {"autoscaler.max_replicas": "5"})
+            service_policy(
+                {"MIN_REPLICAS": "9", "MAX_REPLICAS": "5"}, {"autoscaler.cpu_scale_up_threshold": "60"}
+            )
         assert caught.value.name == "MIN_REPLICAS"
+
+    @pytest.mark.parametrize(
+        ("environment", "labels", "touched", "blamed"),
+        [
+            (
+                {},
+                {"autoscaler.max_replicas": "1"},
+                None,
+                ("autoscaler.max_replicas", "1", "is less than MIN_REPLICAS=2"),
+            ),
+            (
+                {"MIN_REPLICAS": "9"},
+                {"autoscaler.max_replicas": "5"},
+                None,
+                ("autoscaler.max_replicas", "5", "is less than MIN_REPLICAS=9"),
+            ),
+            (
+                {},
+                {"autoscaler.min_replicas": "12"},
+                None,
+                ("autoscaler.min_replicas", "12", "is greater than MAX_REPLICAS=10"),
+            ),
+            # Both are labels: the one changed since the last check is blamed.
+            (
+                {},
+                {"autoscaler.min_replicas": "2", "autoscaler.max_replicas": "1"},
+                {"autoscaler.max_replicas"},
+                ("autoscaler.max_replicas", "1", "is less than MIN_REPLICAS=2"),
+            ),
+            (
+                {},
+                {"autoscaler.cpu_scale_up_threshold": "10"},
+                None,
+                (
+                    "autoscaler.cpu_scale_up_threshold",
+                    "10",
+                    "must be above CPU_SCALE_DOWN_THRESHOLD=20, or the service would flap",
+                ),
+            ),
+        ],
+    )
+    def test_a_contradiction_blames_the_value_the_operator_touched(
+        self, environment, labels, touched, blamed
+    ):
+        with pytest.raises(ConfigError) as caught:
+            service_policy(environment, {"autoscaler.enable": "true", **labels}, touched)
+        assert (caught.value.name, caught.value.value, caught.value.problem) == blamed
+
+    @pytest.mark.parametrize(
+        ("label", "value"),
+        [
+            ("autoscaler.predictive_season", "1e13"),
+            ("autoscaler.max_replicas", "1000000"),
+            ("autoscaler.scale_down_stabilization", "90000"),
+            ("autoscaler.check_interval", "5"),
+            ("autoscaler.paused", "perhaps"),
+        ],
+    )
+    def test_every_label_is_bounded(self, label, value):
+        with pytest.raises(ConfigError) as caught:
+            service_policy({}, {label: value})
+        assert caught.value.name == label
+
+    def test_pause_and_dry_run_labels(self):
+        chosen = service_policy({}, {"autoscaler.paused": "true", "autoscaler.dry_run": "yes"})
+        assert (chosen.paused, chosen.dry_run) == (True, True)
+        assert service_policy({"DRY_RUN": "true"}, {}).dry_run
 
 
 class TestLoadSettings:

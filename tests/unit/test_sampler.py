@@ -47,13 +47,14 @@ class TestSampler:
         sampler = Sampler(window=30, host_memory=16 * GIB)
         sampler.record(0, {"c1": (WEB_1, usage(0.0)), "c2": (WEB_2, usage(0.0, memory=GIB // 2))})
         sampler.record(10, {"c1": (WEB_1, usage(5.0)), "c2": (WEB_2, usage(1.0, memory=GIB // 2))})
-        report = sampler.report("node-1")
-        assert report["node"] == "node-1"
+        report = sampler.report("node-1", "node-id-1")
+        assert (report["node"], report["node_id"]) == ("node-1", "node-id-1")
         assert report["services"]["stack_web"] == {
             "tasks": 2,
+            "task_ids": ["t1", "t2"],
             "cpu_percent": 60.0,
             "memory_percent": 37.5,
             "sampled_at": 10,
         }
         sampler.record(15, {"c2": (WEB_2, usage(1.5, memory=GIB // 2))})
-        assert sampler.report("node-1")["services"]["stack_web"]["tasks"] == 1
+        assert sampler.report("node-1")["services"]["stack_web"]["task_ids"] == ["t2"]

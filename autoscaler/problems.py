@@ -1,0 +1,64 @@
+"""Problems with what comes from outside, each logged once when it appears and once when it clears.
+
+A bad label, a malformed collector answer or an unreadable saved state is seen again
+at every check; logging it every time would bury everything else. Each check
+reports the whole set of problems of a kind; what is new or changed is logged and
+counted, what has gone is logged as cleared.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import structlog
+
+log = structlog.get_logger("autoscaler")
+
+KINDS = ("collector", "collector_entry", "docker", "service_entry", "label", "decision", "scale", "state")
+"""Where a problem comes from: a collector's answer, one entry of it, the Docker API, one
+service's entry in the Docker API's answer, a service's labels, an unexpected error while
+deciding, a refused update, the saved state."""
+
+
+@dataclass
+class Problems:
+    active: dict[tuple[str, str], str] = field(default_factory=dict)
+    """(kind, subject) → problem."""
+    appeared: Counter[str] = field(default_factory=Counter)
+    """Per kind: how many problems have appeared (or changed)."""
+
+    def report(self, kind: str, found: Mapping[str, str]) -> None:
+        """The problems of ``kind`` now, by subject: all of them, replacing the last report."""
+        for key in [key for key in self.active if key[0] == kind and key[1] not in found]:
+            log.info("input problem cleared", kind=kind, subject=key[1])
+            del self.active[key]
+        for subject, problem in found.items():
+            self.set(kind, subject, problem)
+
+    def set(self, kind: str, subject: str, problem: str) -> None:
+        """One problem of ``kind`` with ``subject``; logged and counted only when new or changed."""
+        if self.active.get((kind, subject)) == problem:
+            return
+        self.active[(kind, subject)] = problem
+        self.appeared[kind] += 1
+        log.error("input problem", kind=kind, subject=subject, problem=problem)
+
+    def clear(self, kind: str, subject: str) -> None:
+        if self.active.pop((kind, subject), None) is not None:
+            log.info("input problem cleared", kind=kind, subject=subject)
+
+    def of(self, subject: str) -> dict[str, str]:
+        """Every active problem with ``subject``, by kind."""
+        return {kind: problem for (kind, about), problem in self.active.items() if about == subject}
+
+    def of_kind(self, kind: str) -> dict[str, str]:
+        """Every active problem of ``kind``, by subject."""
+        return {about: problem for (which, about), problem in self.active.items() if which == kind}
+
+    def listing(self) -> list[dict[str, str]]:
+        return [
+            {"kind": kind, "subject": subject, "problem": problem}
+            for (kind, subject), problem in sorted(self.active.items())
+        ]
