@@ -34,8 +34,11 @@ def fresh_readings(observation: Observation, policy: Policy, now: float) -> tupl
 
 
 def _since(entries: tuple[tuple[float, int], ...], oldest: float) -> tuple[tuple[float, int], ...]:
-    """The (time, value) entries at or after ``oldest``."""
-    return tuple(entry for entry in entries if entry[0] >= oldest)
+    """The (time, value) entries after ``oldest``.
+
+    As in Kubernetes' HPA, an entry exactly one window or period old has left it.
+    """
+    return tuple(entry for entry in entries if entry[0] > oldest)
 
 
 @dataclass(frozen=True)
@@ -70,7 +73,7 @@ def _seen(
 def _remembered(policy: Policy, state: ServiceState, now: float, floor: int) -> ServiceState:
     """The state with this check's recommendation in the stabilization window, older ones dropped."""
     window = policy.behaviour.scale_down_stabilization
-    return replace(state, recommendations=_since((*state.recommendations, (now, floor)), now - window))
+    return replace(state, recommendations=(*_since(state.recommendations, now - window), (now, floor)))
 
 
 def _stabilized(state: ServiceState, current: int, desired: int) -> int:
@@ -96,13 +99,13 @@ def _rate_limited(
     state = replace(state, changes=changes)
     if desired > current:
         rate = behaviour.scale_up_rate
-        added = sum(delta for at, delta in changes if delta > 0 and at >= now - rate.period)
+        added = sum(delta for at, delta in changes if delta > 0 and at > now - rate.period)
         base = current - added
         ceiling = max(base + rate.replicas, math.ceil(base * (1 + rate.percent / 100)))
         return state, max(current, min(desired, ceiling))
     if desired < current:
         rate = behaviour.scale_down_rate
-        removed = -sum(delta for at, delta in changes if delta < 0 and at >= now - rate.period)
+        removed = -sum(delta for at, delta in changes if delta < 0 and at > now - rate.period)
         base = current + removed
         allowed = max(1, min(rate.replicas, math.floor(base * rate.percent / 100)))
         return state, min(current, max(desired, base - allowed))
