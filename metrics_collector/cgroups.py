@@ -14,6 +14,10 @@ UNLIMITED_V1_BYTES = 1 << 62
 """cgroup v1 writes 'no memory limit' as a huge number near 2**63 rounded to a page."""
 
 
+class MalformedCgroupError(ValueError):
+    """A cgroup file whose content is not what the kernel writes there."""
+
+
 @dataclass(frozen=True)
 class CgroupFiles:
     """Where one container's accounting files are."""
@@ -40,29 +44,43 @@ class Usage:
     """The memory limit in bytes; None when the container has none."""
 
 
+def parse_count(text: str, what: str) -> int:
+    """A whole number as the kernel writes it (ASCII digits, maybe a minus sign)."""
+    value = text.strip()
+    if not value.lstrip("-").isascii() or not value.lstrip("-").isdigit():
+        raise MalformedCgroupError(f"{what}: not a number: {text[:40]!r}")
+    return int(value)
+
+
+def _cores(quota: int, period: int, what: str) -> float:
+    if period <= 0:
+        raise MalformedCgroupError(f"{what}: CPU period {period} is not positive")
+    return quota / period
+
+
 def parse_cpu_max(text: str) -> float | None:
     """cgroup v2 cpu.max ("max 100000" or "50000 100000"): the limit in cores."""
     quota, _, period = text.strip().partition(" ")
     if quota == "max":
         return None
-    return int(quota) / int(period or "100000")
+    return _cores(parse_count(quota, "cpu.max"), parse_count(period or "100000", "cpu.max"), "cpu.max")
 
 
 def parse_cfs_quota(quota_text: str, period_text: str) -> float | None:
     """cgroup v1 cpu.cfs_quota_us and cpu.cfs_period_us: the limit in cores."""
-    quota = int(quota_text.strip())
+    quota = parse_count(quota_text, "cpu.cfs_quota_us")
     if quota < 0:
         return None
-    return quota / int(period_text.strip())
+    return _cores(quota, parse_count(period_text, "cpu.cfs_period_us"), "cpu.cfs_period_us")
 
 
-def parse_flat_keyed(text: str) -> dict[str, int]:
+def parse_flat_keyed(text: str, what: str = "stat") -> dict[str, int]:
     """A 'key value' file such as memory.stat or cpu.stat."""
     result = {}
     for line in text.splitlines():
         key, _, value = line.partition(" ")
         if value:
-            result[key] = int(value)
+            result[key] = parse_count(value, what)
     return result
 
 
@@ -70,7 +88,7 @@ def parse_memory_limit(text: str) -> int | None:
     value = text.strip()
     if value == "max":
         return None
-    limit = int(value)
+    limit = parse_count(value, "memory limit")
     return None if limit >= UNLIMITED_V1_BYTES else limit
 
 
@@ -126,16 +144,23 @@ def locate(root: Path, container_id: str) -> CgroupFiles | None:
 
 
 def read_usage(files: CgroupFiles) -> Usage:
-    """Read a container's usage; raises OSError if the container has gone."""
+    """Read a container's usage.
+
+    Raises OSError if the container has gone, MalformedCgroupError if a file holds
+    something the kernel would not write.
+    """
     if files.version == 1:
-        cpu_seconds = int(files.cpu_usage.read_text()) / 1e9
+        cpu_seconds = parse_count(files.cpu_usage.read_text(), "cpuacct.usage") / 1e9
         quota, period = (path.read_text() for path in files.cpu_limit)
         cpu_limit = parse_cfs_quota(quota, period)
     else:
-        cpu_seconds = parse_flat_keyed(files.cpu_usage.read_text())["usage_usec"] / 1e6
+        cpu_stat = parse_flat_keyed(files.cpu_usage.read_text(), "cpu.stat")
+        if "usage_usec" not in cpu_stat:
+            raise MalformedCgroupError("cpu.stat: no usage_usec")
+        cpu_seconds = cpu_stat["usage_usec"] / 1e6
         cpu_limit = parse_cpu_max(files.cpu_limit[0].read_text())
-    stat = parse_flat_keyed(files.memory_stat.read_text())
-    usage = int(files.memory_usage.read_text())
+    stat = parse_flat_keyed(files.memory_stat.read_text(), "memory.stat")
+    usage = parse_count(files.memory_usage.read_text(), "memory usage")
     return Usage(
         cpu_seconds=cpu_seconds,
         cpu_limit_cores=cpu_limit,

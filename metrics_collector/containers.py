@@ -21,14 +21,18 @@ def identities(containers: list[dict[str, Any]]) -> dict[str, TaskIdentity]:
     """Swarm task containers by id, from a container listing."""
     found = {}
     for container in containers:
-        labels = container.get("Labels") or {}
-        if SERVICE_LABEL not in labels:
-            continue
+        labels = container.get("Labels") if isinstance(container, dict) else None
+        if (
+            not isinstance(labels, dict)
+            or not isinstance(labels.get(SERVICE_LABEL), str)
+            or not isinstance(container.get("Id"), str)
+        ):
+            continue  # not a task container, or an entry the Docker API would not send
         found[container["Id"]] = TaskIdentity(
             container_id=container["Id"],
             service=labels[SERVICE_LABEL],
-            task_id=labels.get(TASK_ID_LABEL, ""),
-            task_name=labels.get(TASK_NAME_LABEL, ""),
+            task_id=str(labels.get(TASK_ID_LABEL, "")),
+            task_name=str(labels.get(TASK_NAME_LABEL, "")),
         )
     return found
 

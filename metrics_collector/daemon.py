@@ -15,7 +15,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from common.http import Handler, Response
 from common.lifecycle import sleep_unless_stopped
-from metrics_collector.cgroups import CgroupFiles, Usage, locate, read_usage
+from metrics_collector.cgroups import CgroupFiles, MalformedCgroupError, Usage, locate, read_usage
 from metrics_collector.containers import ContainerDirectory
 from metrics_collector.sampler import Sampler, TaskIdentity
 from metrics_collector.settings import SamplingSettings
@@ -41,6 +41,9 @@ class MetricsCollector:
         self.sample_seconds = 0.0
         self.vanished = 0
         self.unlocated: set[str] = set()
+        self.malformed: dict[str, str] = {}
+        """Per container (short id): why its cgroup files could not be read at the last sample."""
+        self.malformed_reads = 0
         self._directory = directory
         self._root = cgroup_root
         self._files: dict[str, CgroupFiles] = {}
@@ -66,11 +69,25 @@ class MetricsCollector:
                 self.vanished += 1
                 self._directory.forget(container_id)
                 continue
+            except MalformedCgroupError as error:
+                # Only this container goes unmeasured; the autoscaler sees its task as not measured.
+                self._note_malformed(container_id[:12], identity.service, str(error))
+                continue
+            self.malformed.pop(container_id[:12], None)
             self._files[container_id] = files
         for gone in set(self._files) - set(tasks):
             del self._files[gone]
+        listed = {container_id[:12] for container_id in tasks}
+        for gone in set(self.malformed) - listed:
+            del self.malformed[gone]
         self.sampler.record(now, readings)
         self.sample_seconds = time.perf_counter() - started
+
+    def _note_malformed(self, container: str, service: str, problem: str) -> None:
+        self.malformed_reads += 1
+        if self.malformed.get(container) != problem:
+            log.error("cgroup files unreadable", container=container, service=service, problem=problem)
+        self.malformed[container] = problem
 
     async def run(self, stop: asyncio.Event) -> None:
         log.info("sampling started", interval=self.settings.interval, window=self.settings.window)
@@ -135,7 +152,17 @@ class CollectorMetrics(Collector):
             "collector_vanished_containers", "Containers that stopped between listing and reading."
         )
         vanished.add_metric([], collector.vanished)
-        yield from (cpu, memory, count, duration, vanished)
+        malformed = CounterMetricFamily(
+            "collector_malformed_cgroup_reads",
+            "Container reads skipped because a cgroup file held something the kernel would not write.",
+        )
+        malformed.add_metric([], collector.malformed_reads)
+        unreadable = GaugeMetricFamily(
+            "collector_unreadable_containers",
+            "Containers whose cgroup files could not be read at the last sample.",
+        )
+        unreadable.add_metric([], len(collector.malformed))
+        yield from (cpu, memory, count, duration, vanished, malformed, unreadable)
         if collector.sampler.sampled_at is not None:
             last = GaugeMetricFamily(
                 "collector_last_sample_timestamp_seconds",
@@ -163,5 +190,8 @@ def routes(
     return {
         "/health": health,
         "/metrics": lambda: Response(HTTPStatus.OK, generate_latest(registry), CONTENT_TYPE_LATEST),
-        "/v1/services": lambda: Response.json(HTTPStatus.OK, collector.sampler.report(node, node_id)),
+        "/v1/services": lambda: Response.json(
+            HTTPStatus.OK,
+            {**collector.sampler.report(node, node_id), "unreadable_containers": collector.malformed},
+        ),
     }

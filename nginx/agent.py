@@ -99,6 +99,9 @@ class UpstreamAgent:
     def __init__(self, settings: AgentSettings, resolve: Resolver = resolve_tasks) -> None:
         self.settings = settings
         self.addresses: list[str] | None = None
+        self.rejected: list[str] | None = None
+        """The task list whose configuration nginx -t refused: not tried again until the list changes."""
+        self.write_error: str | None = None
         self._resolve = resolve
         self._nginx: asyncio.subprocess.Process | None = None
 
@@ -122,14 +125,22 @@ class UpstreamAgent:
         except LookupFailedError as error:
             log.warning("task lookup failed; keeping the current upstream", error=str(error))
             return
-        if addresses == self.addresses:
+        if addresses in (self.addresses, self.rejected):
             return
         previous = self.addresses or []
         try:
             await install(render(addresses, self.settings.proxy), self.settings.config_path)
         except ConfigRejectedError as error:
+            self.rejected = addresses
             log.error("rendered configuration rejected; keeping the working one", error=str(error))
             return
+        except OSError as error:
+            # A full or read-only disk: keep serving with the working configuration, try again.
+            if self.write_error != str(error):
+                log.error("cannot write the configuration; keeping the working one", error=str(error))
+            self.write_error = str(error)
+            return
+        self.rejected, self.write_error = None, None
         if self._nginx is not None and self._nginx.returncode is None:
             self._nginx.send_signal(signal.SIGHUP)  # graceful reload: old workers finish their requests
         self.addresses = addresses

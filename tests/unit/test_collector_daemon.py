@@ -2,9 +2,12 @@ import shutil
 from http import HTTPStatus
 from pathlib import Path
 
+import pytest
+import structlog
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import CollectorRegistry
 
+from metrics_collector.cgroups import MalformedCgroupError, parse_cpu_max
 from metrics_collector.containers import SERVICE_LABEL, TASK_ID_LABEL, TASK_NAME_LABEL, ContainerDirectory
 from metrics_collector.daemon import CollectorMetrics, MetricsCollector, routes
 from metrics_collector.sampler import Sampler
@@ -99,3 +102,37 @@ class TestMetricsCollector:
             "collector_service_tasks",
             "collector_last_sample_timestamp_seconds",
         } <= names
+
+
+class TestMalformedCgroupFiles:
+    @pytest.mark.parametrize(
+        ("file", "content", "problem"),
+        [
+            ("memory/docker/aaaa1111/memory.limit_in_bytes", "", "memory limit: not a number"),
+            ("cpu/docker/aaaa1111/cpu.cfs_period_us", "0\n", "CPU period 0 is not positive"),
+            ("cpuacct/docker/aaaa1111/cpuacct.usage", "12x\n", "cpuacct.usage: not a number"),
+            ("memory/docker/aaaa1111/memory.stat", "total_inactive_file lots\n", "memory.stat: not a number"),
+        ],
+    )
+    def test_only_that_container_goes_unmeasured_and_it_is_logged_once(
+        self, tmp_path, file, content, problem
+    ):
+        collector, root, now = TestMetricsCollector().make(
+            tmp_path, [container("aaaa1111", "s_web"), container("bbbb2222", "s_db")]
+        )
+        shutil.copytree(root / "cpuacct/docker/aaaa1111", root / "cpuacct/docker/bbbb2222")
+        shutil.copytree(root / "cpu/docker/aaaa1111", root / "cpu/docker/bbbb2222")
+        shutil.copytree(root / "memory/docker/aaaa1111", root / "memory/docker/bbbb2222")
+        (root / file).write_text(content)
+        with structlog.testing.capture_logs() as logs:
+            for _ in range(3):
+                collector.sample_once()
+                now[0] += 1
+        assert set(collector.sampler.report("n")["services"]) == {"s_db"}
+        assert problem in collector.malformed["aaaa1111"]
+        assert [entry["event"] for entry in logs] == ["cgroup files unreadable"]
+        assert collector.malformed_reads == 3
+
+    def test_cpu_max_with_a_zero_period_is_malformed(self):
+        with pytest.raises(MalformedCgroupError):
+            parse_cpu_max("50000 0")

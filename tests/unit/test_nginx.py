@@ -4,6 +4,7 @@ import subprocess
 from dataclasses import replace
 
 import pytest
+import structlog
 
 from nginx.agent import AgentSettings, ConfigRejectedError, LookupFailedError, UpstreamAgent, install
 from nginx.config import ProxySettings, render, upstream_addresses
@@ -82,3 +83,34 @@ class TestUpstreamAgent:
         with pytest.raises(ConfigRejectedError):
             asyncio.run(install("this is not nginx", tmp_path / "nginx.conf"))
         assert not (tmp_path / "nginx.conf").exists()
+
+    def test_a_rejected_render_is_tried_and_logged_once_until_the_tasks_change(self, tmp_path):
+        agent, settings = self.make(
+            tmp_path, [["10.0.1.5"], ["10.0.1.6"], ["10.0.1.6"], ["10.0.1.6"], ["10.0.1.7"]]
+        )
+        asyncio.run(agent.sync_once())
+        agent.settings = replace(settings, proxy=replace(PROXY, location="/api/ { no_such_directive on; }"))
+        with structlog.testing.capture_logs() as logs:
+            for _ in range(3):
+                asyncio.run(agent.sync_once())
+        assert [entry["event"] for entry in logs] == [
+            "rendered configuration rejected; keeping the working one"
+        ]
+        agent.settings = settings
+        asyncio.run(agent.sync_once())
+        assert agent.addresses == ["10.0.1.7"]
+
+    def test_a_write_error_keeps_the_working_config_and_the_agent_running(self, tmp_path):
+        agent, settings = self.make(tmp_path, [["10.0.1.5"], ["10.0.1.6"], ["10.0.1.6"], ["10.0.1.6"]])
+        asyncio.run(agent.sync_once())
+        (tmp_path / "nginx.conf.candidate").mkdir()  # writing the candidate now fails with an OSError
+        with structlog.testing.capture_logs() as logs:
+            asyncio.run(agent.sync_once())
+            asyncio.run(agent.sync_once())
+        assert [entry["event"] for entry in logs] == [
+            "cannot write the configuration; keeping the working one"
+        ]
+        assert upstream_addresses(settings.config_path.read_text()) == ["10.0.1.5"]
+        (tmp_path / "nginx.conf.candidate").rmdir()
+        asyncio.run(agent.sync_once())
+        assert upstream_addresses(settings.config_path.read_text()) == ["10.0.1.6"]
