@@ -14,6 +14,7 @@ BASE_IMAGE=${BASE_IMAGE:-python:3.11-slim}
 LOCAL_BASE_IMAGE=${LOCAL_BASE_IMAGE:-swarm-autoscaler-base:bookworm}
 DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 CONVERGE_TIMEOUT=${CONVERGE_TIMEOUT:-300}
+STABLE_SECONDS=${STABLE_SECONDS:-10}
 DOCKERD_LOG=${DOCKERD_LOG:-/var/log/dockerd.log}
 PYTHON_VERSION=3.11
 
@@ -110,16 +111,70 @@ build_image() {
     echo "$image"
 }
 
-wait_converged() {
-    say "waiting for every service to run its tasks"
-    local deadline=$((SECONDS + CONVERGE_TIMEOUT)) pending
+# Task ids of the stack now running, one per line, sorted.
+running_tasks() {
+    docker stack ps "$STACK_NAME" --filter desired-state=running --format '{{.ID}} {{.CurrentState}}' \
+        | awk '$2 == "Running" { print $1 }' | sort
+}
+
+converged() {
+    local pending
+    pending=$(docker stack services "$STACK_NAME" --format '{{.Name}} {{.Replicas}}' \
+        | awk '{ split($2, r, "/"); if (r[1] != r[2] || r[2] == 0) print $1 " " $2 }')
+    [ -z "$pending" ] || { echo "$pending"; return 1; }
+}
+
+# A daemon that exits on a bad configuration exits with status 2 and logs one line saying
+# why: print that line for the first service of this deploy that did.
+configuration_failure() {
+    local service line
+    for service in $(docker stack services "$STACK_NAME" --format '{{.Name}}'); do
+        if docker service ps "$service" --no-trunc --format '{{.ID}} {{.Error}}' \
+            | grep -vF -f <(printf '%s\n' "${TASKS_BEFORE[@]:-none}") | grep -q 'non-zero exit (2)'; then
+            line=$(docker service logs --raw "$service" 2>/dev/null | grep '"invalid configuration"' | tail -n 1)
+            echo "$service: ${line:-exited with status 2 (a configuration error)}"
+            return 0
+        fi
+    done
+    return 1
+}
+
+# Any HTTP answer from a daemon's /health counts: it runs and serves. What it says is its own.
+answers() {
+    python3 - "$1" <<'PY' >/dev/null 2>&1
+import sys, urllib.error, urllib.request
+try:
+    urllib.request.urlopen(sys.argv[1], timeout=3)
+except urllib.error.HTTPError:
+    pass
+PY
+}
+
+# Every service has run all its tasks, the same tasks, for STABLE_SECONDS, and the
+# autoscaler and collector answer on /health. A crash-looping daemon never passes: its
+# task keeps being replaced.
+wait_stable() {
+    say "waiting for every service to run its tasks stably for ${STABLE_SECONDS}s"
+    local deadline=$((SECONDS + CONVERGE_TIMEOUT)) failure pending before after
+    local health=("http://127.0.0.1:${AUTOSCALER_PORT:-8080}/health" "http://127.0.0.1:${COLLECTOR_PORT:-8090}/health")
     while :; do
-        pending=$(docker stack services "$STACK_NAME" --format '{{.Name}} {{.Replicas}}' \
-            | awk '{ split($2, r, "/"); if (r[1] != r[2] || r[2] == 0) print $1 " " $2 }')
-        [ -z "$pending" ] && return
+        if failure=$(configuration_failure); then
+            say "error: a daemon exited on its configuration:"
+            echo "$failure" >&2
+            exit 2
+        fi
+        if pending=$(converged); then
+            before=$(running_tasks)
+            sleep "$STABLE_SECONDS"
+            after=$(running_tasks)
+            if [ "$before" = "$after" ] && converged >/dev/null && answers "${health[0]}" && answers "${health[1]}"; then
+                return
+            fi
+            pending="tasks restarted or /health not answering"
+        fi
         if [ "$SECONDS" -ge "$deadline" ]; then
             docker stack ps "$STACK_NAME" --no-trunc >&2 || true
-            die "not converged after ${CONVERGE_TIMEOUT}s: $pending"
+            die "not stable after ${CONVERGE_TIMEOUT}s: $pending"
         fi
         sleep 2
     done
@@ -130,9 +185,14 @@ deploy() {
     ensure_swarm
     APP_IMAGE=$(build_image)
     export APP_IMAGE
+    # This autoscaler acts on this stack's services only, unless AUTOSCALER_SCOPE says
+    # otherwise (set it empty to act on every labelled service in the swarm).
+    export AUTOSCALER_SCOPE=${AUTOSCALER_SCOPE-$STACK_NAME}
     say "deploying stack $STACK_NAME with $APP_IMAGE"
-    docker stack deploy --prune -c stack.yml "$STACK_NAME" >/dev/null
-    wait_converged
+    mapfile -t TASKS_BEFORE < <(docker stack ps -q "$STACK_NAME" 2>/dev/null || true)
+    # The image is local: asking a registry for it only prints warnings.
+    docker stack deploy --prune --resolve-image never -c stack.yml "$STACK_NAME" >/dev/null
+    wait_stable
     cat <<ENDPOINTS
 Stack $STACK_NAME is up.
   demo API (through nginx)  http://127.0.0.1:${PUBLISHED_PORT:-80}/api/health

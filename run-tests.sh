@@ -32,11 +32,15 @@ say "ruff"
 say "mypy --strict"
 .venv/bin/mypy
 say "pytest"
-rm -f build/e2e-report.json  # written by the end-to-end test of this run only
+rm -f build/e2e-report.json build/e2e-operations.json  # written by the end-to-end tests of this run only
 status=0
 .venv/bin/pytest "$@" || status=$?
 if [ -f build/e2e-report.json ]; then
     say "end-to-end timings (seconds since the load started):"
     cat build/e2e-report.json >&2
+fi
+if [ -f build/e2e-operations.json ]; then
+    say "end-to-end operations (seconds):"
+    cat build/e2e-operations.json >&2
 fi
 exit $status

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,3 +37,15 @@ class Stack:
 
     def service(self, short_name: str) -> str:
         return f"{self.name}_{short_name}"
+
+
+def start_load(stack: Stack, users: int, path: str, duration: int = 300) -> subprocess.Popen[str]:
+    """The project's load generator against the stack's entry point, in the background."""
+    command = [sys.executable, "-m", "loadtest", "--target", stack.entry, "--users", str(users)]
+    command += ["--duration", str(duration), "--path", path, "--json"]
+    return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+
+
+def stop_load(load: subprocess.Popen[str]) -> None:
+    load.terminate()
+    load.wait(timeout=30)

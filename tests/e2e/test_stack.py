@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import json
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -19,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from autoscaler.swarm import parse_timestamp
 from nginx.config import upstream_addresses
-from tests.e2e.support import ROOT, Stack
+from tests.e2e.support import ROOT, Stack, start_load, stop_load
 
 pytestmark = pytest.mark.e2e
 
@@ -240,25 +239,7 @@ class TestScaling:
         with Watch(stack) as watch:
             watch.wait_for("the initial two tasks", lambda s: s.replicas == minimum and s.settled, 60)
             load_started = watch.now()
-            load = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "loadtest",
-                    "--target",
-                    stack.entry,
-                    "--users",
-                    str(LOAD_USERS),
-                    "--duration",
-                    "300",
-                    "--path",
-                    LOAD_PATH,
-                    "--json",
-                ],
-                cwd=ROOT,
-                stdout=subprocess.PIPE,
-                text=True,
-            )
+            load = start_load(stack, LOAD_USERS, LOAD_PATH)
             try:
                 watch.wait_for(
                     f"{TARGET_REPLICAS} replicas running, in nginx, and serving",
@@ -268,8 +249,7 @@ class TestScaling:
                     240,
                 )
             finally:
-                load.terminate()
-                load.wait(timeout=30)
+                stop_load(load)
             load_stopped = watch.now()
             back = watch.wait_for(
                 f"the way back to {minimum}", lambda s: s.replicas == minimum and s.settled, 400
