@@ -70,46 +70,42 @@ def _seen(
     return noted, OutsideChange(changed_at, state.replicas, current)
 
 
-def _remembered(policy: Policy, state: ServiceState, now: float, floor: int) -> ServiceState:
-    """The state with this check's recommendation in the stabilization window, older ones dropped."""
+def _remembered(policy: Policy, state: ServiceState, now: float, floor: int) -> tuple[tuple[float, int], ...]:
+    """The stabilization window's recommendations with this check's, older ones dropped."""
     window = policy.behaviour.scale_down_stabilization
-    return replace(state, recommendations=(*_since(state.recommendations, now - window), (now, floor)))
+    return (*_since(state.recommendations, now - window), (now, floor))
 
 
-def _stabilized(state: ServiceState, current: int, desired: int) -> int:
+def _stabilized(recommendations: tuple[tuple[float, int], ...], current: int, desired: int) -> int:
     """A scale-down goes only as low as the highest recommendation within the window."""
     if desired >= current:
         return desired
-    highest = max(replicas for _, replicas in state.recommendations)
+    highest = max(replicas for _, replicas in recommendations)
     return min(current, max(desired, highest))
 
 
 def _rate_limited(
-    policy: Policy, state: ServiceState, now: float, current: int, desired: int
-) -> tuple[ServiceState, int]:
+    policy: Policy, changes: tuple[tuple[float, int], ...], now: float, current: int, desired: int
+) -> int:
     """Changes within a period, counted from the replicas the service had when it began.
 
     A scale-down that is due may always remove at least one replica per period, as
     Kubernetes' HPA allows, however low the percent.
     """
     behaviour = policy.behaviour
-    changes = _since(
-        state.changes, now - max(behaviour.scale_up_rate.period, behaviour.scale_down_rate.period)
-    )
-    state = replace(state, changes=changes)
     if desired > current:
         rate = behaviour.scale_up_rate
         added = sum(delta for at, delta in changes if delta > 0 and at > now - rate.period)
         base = current - added
         ceiling = max(base + rate.replicas, math.ceil(base * (1 + rate.percent / 100)))
-        return state, max(current, min(desired, ceiling))
+        return max(current, min(desired, ceiling))
     if desired < current:
         rate = behaviour.scale_down_rate
         removed = -sum(delta for at, delta in changes if delta < 0 and at > now - rate.period)
         base = current + removed
         allowed = max(1, min(rate.replicas, math.floor(base * rate.percent / 100)))
-        return state, min(current, max(desired, base - allowed))
-    return state, desired
+        return min(current, max(desired, base - allowed))
+    return desired
 
 
 def _cooldown_left(policy: Policy, state: ServiceState, now: float, current: int, desired: int) -> float:
@@ -170,7 +166,6 @@ def decide(observation: Observation, policy: Policy, state: ServiceState, now: f
         return _held(0, "scaled to 0 by hand: treated as paused", policy, state)
     readings = fresh_readings(observation, policy, now)
     recommendation = _recommend(observation, policy, state, now, readings)
-    state = replace(state, forecaster=recommendation.forecaster)
     limits: list[Limit] = []
     notes: list[str] = []
     cooldown_remaining = None
@@ -182,7 +177,7 @@ def decide(observation: Observation, policy: Policy, state: ServiceState, now: f
             current,
             desired,
             _reason(policy, recommendation, readings, desired, current, limits, notes, cooldown_remaining),
-            state,
+            replace(state, forecaster=recommendation.forecaster),
         )
 
     def apply(limit: Limit, before: int, after: int) -> int:
@@ -197,8 +192,11 @@ def decide(observation: Observation, policy: Policy, state: ServiceState, now: f
         notes.append(f"{observation.unmeasured_tasks} running task(s) not measured")
     if desired < current and not complete:
         desired, floor = apply("missing_metrics", desired, current), current
-    state = _remembered(policy, state, now, floor)
-    desired = apply("stabilization", desired, _stabilized(state, current, desired))
+    recommendations = _remembered(policy, state, now, floor)
+    desired = apply("stabilization", desired, _stabilized(recommendations, current, desired))
+    behaviour = policy.behaviour
+    longest_period = max(behaviour.scale_up_rate.period, behaviour.scale_down_rate.period)
+    changes = _since(state.changes, now - longest_period)
     if outside is not None and outside.after < outside.before and desired > current:
         # Someone cut the replicas (a stack redeploy resets them to the stack file's count)
         # while the metrics ask for more: the count the service just ran with comes back at
@@ -206,8 +204,7 @@ def decide(observation: Observation, policy: Policy, state: ServiceState, now: f
         desired = max(desired, outside.before)
         notes.append(f"restoring {outside.before} replicas after an outside change to {outside.after}")
     else:
-        state, limited = _rate_limited(policy, state, now, current, desired)
-        desired = apply("rate_limit", desired, limited)
+        desired = apply("rate_limit", desired, _rate_limited(policy, changes, now, current, desired))
         left = _cooldown_left(policy, state, now, current, desired)
         if left > 0:
             cooldown_remaining = math.ceil(left * 10) / 10
@@ -218,7 +215,9 @@ def decide(observation: Observation, policy: Policy, state: ServiceState, now: f
         current,
         desired,
         _reason(policy, recommendation, readings, desired, current, limits, notes, cooldown_remaining),
-        state,
+        replace(
+            state, recommendations=recommendations, changes=changes, forecaster=recommendation.forecaster
+        ),
     )
 
 

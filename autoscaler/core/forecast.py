@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 LEVEL_TIME_CONSTANT = 60.0
 """Seconds: how fast the level follows the observations."""
@@ -77,7 +78,7 @@ class Forecaster:
         slots = slots_in(season)
         return cls(horizon, season, profile_sum=(0.0,) * slots, profile_count=(0,) * slots)
 
-    @property
+    @cached_property
     def slots(self) -> int:
         return slots_in(self.season)
 
@@ -97,26 +98,29 @@ class Forecaster:
             return 0.0
         return max(0.0, (self.level + self.trend * (at - self.last_at)) * self.factor_at(at))
 
-    def _scored(self, at: float, observed: float, censored: bool) -> Forecaster:
-        pending = list(self.pending)
-        due = None
-        while pending and pending[0][0] <= at:
-            due = pending.pop(0)
-        after = replace(self, pending=tuple(pending))
-        if due is None or censored:
-            return after
-        forecast = due[1]
+    def _scored(
+        self, at: float, observed: float, censored: bool
+    ) -> tuple[tuple[tuple[float, float], ...], float, float, int, float | None]:
+        """(pending, error, under, scored, last_scored_at) after scoring the forecast due by ``at``."""
+        index = 0
+        while index < len(self.pending) and self.pending[index][0] <= at:
+            index += 1
+        pending = self.pending[index:]
+        unchanged = (pending, self.error, self.under, self.scored, self.last_scored_at)
+        if index == 0 or censored:
+            return unchanged
+        forecast = self.pending[index - 1][1]
         scale = max(observed, forecast)
         if scale <= 0:
-            return after
+            return unchanged
         elapsed = at - self.last_scored_at if self.last_scored_at is not None else ERROR_TIME_CONSTANT
         weight = _smoothing(max(elapsed, 1e-9), ERROR_TIME_CONSTANT) if self.scored else 1.0
-        return replace(
-            after,
-            error=self.error + weight * (abs(observed - forecast) / scale - self.error),
-            under=self.under + weight * (max(0.0, observed - forecast) / scale - self.under),
-            scored=self.scored + 1,
-            last_scored_at=at,
+        return (
+            pending,
+            self.error + weight * (abs(observed - forecast) / scale - self.error),
+            self.under + weight * (max(0.0, observed - forecast) / scale - self.under),
+            self.scored + 1,
+            at,
         )
 
     def with_season(self, at: float, level: float, trend: float) -> Forecaster | None:
@@ -144,40 +148,52 @@ class Forecaster:
         the demand beyond its capacity went unseen). It still moves the level, but no
         forecast is judged against it.
         """
-        after = self._scored(at, value, censored)
-        if after.level is None:
-            after = replace(after, level=value, first_at=at, last_at=at)
-        else:
-            elapsed = at - after.last_at
+        pending, error, under, scored, last_scored_at = self._scored(at, value, censored)
+        level, trend, seasonal = value, self.trend, self.seasonal
+        profile_sum, profile_count, first_at = self.profile_sum, self.profile_count, at
+        if self.level is not None:
+            elapsed = at - self.last_at
             if elapsed <= 0:
-                return after
-            after = after.smoothed(at, elapsed, value, after.level)
-        return replace(
-            after, pending=(*after.pending, (at + self.horizon, after.forecast(at + self.horizon)))
+                return replace(
+                    self,
+                    pending=pending,
+                    error=error,
+                    under=under,
+                    scored=scored,
+                    last_scored_at=last_scored_at,
+                )
+            first_at = self.first_at
+            factor = self.factor_at(at)
+            alpha = _smoothing(elapsed, LEVEL_TIME_CONSTANT)
+            beta = _smoothing(elapsed, TREND_TIME_CONSTANT)
+            level = alpha * (value / factor) + (1 - alpha) * (self.level + self.trend * elapsed)
+            trend = beta * (level - self.level) / elapsed + (1 - beta) * self.trend
+            slot = self._slot(at)
+            if seasonal is not None:
+                if level > 0:
+                    gamma = _smoothing(elapsed, SEASONAL_MEMORY * SEASON_SLOT)
+                    updated = gamma * (value / level) + (1 - gamma) * seasonal[slot]
+                    seasonal = _with(seasonal, slot, max(MIN_FACTOR, updated))
+            else:
+                profile_sum = _with(profile_sum, slot, profile_sum[slot] + value)
+                profile_count = (*profile_count[:slot], profile_count[slot] + 1, *profile_count[slot + 1 :])
+        after = Forecaster(
+            self.horizon,
+            self.season,
+            level,
+            trend,
+            seasonal,
+            error,
+            under,
+            scored,
+            first_at,
+            at,
+            profile_sum,
+            profile_count,
+            pending,
+            last_scored_at,
         )
-
-    def smoothed(self, at: float, elapsed: float, value: float, previous: float) -> Forecaster:
-        factor = self.factor_at(at)
-        alpha = _smoothing(elapsed, LEVEL_TIME_CONSTANT)
-        beta = _smoothing(elapsed, TREND_TIME_CONSTANT)
-        level = alpha * (value / factor) + (1 - alpha) * (previous + self.trend * elapsed)
-        trend = beta * (level - previous) / elapsed + (1 - beta) * self.trend
-        slot = self._slot(at)
-        if self.seasonal is not None:
-            seasonal = self.seasonal
-            if level > 0:
-                gamma = _smoothing(elapsed, SEASONAL_MEMORY * SEASON_SLOT)
-                updated = gamma * (value / level) + (1 - gamma) * seasonal[slot]
-                seasonal = _with(seasonal, slot, max(MIN_FACTOR, updated))
-            return replace(self, level=level, trend=trend, seasonal=seasonal, last_at=at)
-        profiled = replace(
-            self,
-            level=level,
-            trend=trend,
-            last_at=at,
-            profile_sum=_with(self.profile_sum, slot, self.profile_sum[slot] + value),
-            profile_count=tuple(c + (i == slot) for i, c in enumerate(self.profile_count)),
-        )
-        if at - self.first_at >= self.season:
-            return profiled.with_season(at, level, trend) or profiled
-        return profiled
+        if seasonal is None and self.level is not None and at - first_at >= self.season:
+            after = after.with_season(at, level, trend) or after
+        due = at + self.horizon
+        return replace(after, pending=(*pending, (due, after.forecast(due))))
