@@ -28,7 +28,7 @@ MODEL = Model(capacity=32000, provisioning_delay=60, check_interval=30)
 
 def hold(observation: Observation, policy: Policy, state: ServiceState, now: float) -> Decision:
     replicas = observation.current_replicas
-    return Decision(replicas, replicas, Reason(policy.algorithm, "none", "baseline"))
+    return Decision(replicas, replicas, Reason(policy.algorithm, "none", "baseline"), state)
 
 
 def best_of(repeat: int, work: Callable[[], object]) -> float:

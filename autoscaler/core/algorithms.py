@@ -179,6 +179,17 @@ def forecast_horizon(policy: Policy) -> float:
     return forecasting.startup_time + max(forecasting.check_interval, policy.behaviour.scale_up_cooldown)
 
 
+FORECAST_SAMPLES = 10
+"""Points at which the forecast over the stabilization window is looked at."""
+
+
+def _highest_forecast(forecaster: Forecaster, now: float, policy: Policy) -> float:
+    """The highest load the forecaster expects within the next stabilization window."""
+    window = policy.behaviour.scale_down_stabilization
+    step = window / FORECAST_SAMPLES
+    return max(forecaster.forecast(now + step * index) for index in range(1, FORECAST_SAMPLES + 1))
+
+
 def predictive(inputs: Inputs) -> Recommendation:
     """Provide for the load forecast over the horizon, never less than the target rule asks for now.
 
@@ -210,8 +221,22 @@ def predictive(inputs: Inputs) -> Recommendation:
     start = inputs.now + policy.forecasting.startup_time
     peak = max(forecaster.forecast(start), forecaster.forecast(inputs.now + horizon))
     goal = cpu.thresholds.up
-    needed = math.ceil(peak * (1 + forecaster.under) / (goal / 100) - 1e-9)
+
+    def replicas_for(load: float, utilisation: float) -> int:
+        return math.ceil(load * (1 + forecaster.under) / (utilisation / 100) - 1e-9)
+
+    needed = replicas_for(peak, goal)
     if needed <= reactive.replicas:
+        if reactive.replicas < inputs.current:
+            # No step down to a count that the forecast for the stabilization window would
+            # load to within the tolerance below the target: it would be needed back soon.
+            lowest = goal * (1 - policy.behaviour.tolerance)
+            keep = min(
+                inputs.current, replicas_for(_highest_forecast(forecaster, inputs.now, policy), lowest)
+            )
+            if keep > reactive.replicas:
+                message = f"{reactive.message}; forecast needs {keep} within the stabilization window"
+                return replace(reactive, replicas=keep, message=message, forecast=peak)
         return replace(reactive, forecast=peak)
     message = (
         f"forecast {peak:.2f} replicas of cpu in {horizon:.0f}s "
