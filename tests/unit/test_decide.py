@@ -304,13 +304,16 @@ class TestPaused:
 def run(chosen, steps, replicas, state=None, start=NOW):
     """Decide at each (seconds since start, observation keywords) step, carrying out every change.
 
-    Returns [(time, replicas before, replicas after, decision)] and the final state.
+    The keywords may be a function of the replica count at that step (a load that
+    spreads over the replicas). Returns [(time, replicas before, replicas after,
+    decision)] and the final state.
     """
     state = state or ServiceState()
     trail = []
     for offset, seen in steps:
         at = start + offset
-        observation = Observation(current_replicas=replicas, sampled_at=at, **seen)
+        keywords = seen(replicas) if callable(seen) else seen
+        observation = Observation(current_replicas=replicas, sampled_at=at, **keywords)
         decision = decide(observation, chosen, state, at)
         state = decision.state
         if decision.changes:
@@ -578,19 +581,13 @@ class TestPredictiveHysteresis:
             SCALE_DOWN_STABILIZATION="300",
             CHECK_INTERVAL="30",
         )
-        state, replicas, events = ServiceState(), 2, []
-        for step in range(2 * 60 * 4):  # four hours of checks
-            at = NOW + 30 * step
+
+        def wave(step):
             load = 1.375 + 0.075 * math.sin(step / 40)
-            observation = Observation(
-                replicas, cpu_percent=100 * load / replicas, memory_percent=10, sampled_at=at
-            )
-            decision = decide(observation, chosen, state, at)
-            state = decision.state
-            if decision.changes:
-                state = record_change(state, at, replicas, decision.desired_replicas)
-                events.append((step, replicas, decision.desired_replicas))
-                replicas = decision.desired_replicas
+            return lambda replicas: {"cpu_percent": 100 * load / replicas, "memory_percent": 10}
+
+        trail, _ = run(chosen, [(30 * step, wave(step)) for step in range(2 * 60 * 4)], 2)  # four hours
+        events = changes_of(trail)
         directions = [after > before for _, before, after in events]
         reversals = sum(1 for a, b in itertools.pairwise(directions) if a != b)
         assert reversals <= 1, events
