@@ -204,6 +204,8 @@ ENDPOINTS
 down() {
     docker info >/dev/null 2>&1 || { say "no Docker engine is running: nothing to remove"; return; }
     docker stack rm "$STACK_NAME" >/dev/null 2>&1 || true
+    # The autoscaler's saved decision state is not part of the stack: remove it too.
+    docker config ls -q --filter "label=autoscaler.state.scope=$STACK_NAME" | xargs -r docker config rm >/dev/null 2>&1 || true
     # stack rm returns before the tasks and the network are gone.
     for _ in $(seq 60); do
         if [ -z "$(docker ps -q --filter "label=com.docker.stack.namespace=$STACK_NAME")" ] \

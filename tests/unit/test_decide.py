@@ -605,3 +605,11 @@ class TestPredictiveHysteresis:
             state = decision.state
         assert decision.reason.recommendation == 3
         assert "forecast needs 3 within the stabilization window" in decision.reason.message
+
+
+class TestZeroThresholds:
+    @pytest.mark.parametrize("algorithm", ["linear", "exponential", "target", "predictive"])
+    def test_an_error_rate_threshold_of_zero_scales_up_on_any_error(self, algorithm):
+        chosen = policy(algorithm, SCALING_METRICS="cpu,errors", ERROR_RATE_SCALE_UP_THRESHOLD="0")
+        decision = decide_once(observe(3, cpu=90, errors=0.5), chosen)
+        assert decision.desired_replicas > 3
