@@ -124,13 +124,19 @@ converged() {
     [ -z "$pending" ] || { echo "$pending"; return 1; }
 }
 
+# The stack's task ids from before this deploy, one per line; none gives no line (an empty
+# line would be a pattern that excludes everything).
+tasks_before() {
+    if [ ${#TASKS_BEFORE[@]} -gt 0 ]; then printf '%s\n' "${TASKS_BEFORE[@]}"; fi
+}
+
 # A daemon that exits on a bad configuration exits with status 2 and logs one line saying
 # why: print that line for the first service of this deploy that did.
 configuration_failure() {
     local service line
     for service in $(docker stack services "$STACK_NAME" --format '{{.Name}}'); do
         if docker service ps "$service" --no-trunc --format '{{.ID}} {{.Error}}' \
-            | grep -vF -f <(printf '%s\n' "${TASKS_BEFORE[@]:-none}") | grep -q 'non-zero exit (2)'; then
+            | grep -vF -f <(tasks_before) | grep -q 'non-zero exit (2)'; then
             line=$(docker service logs --raw "$service" 2>/dev/null | grep '"invalid configuration"' | tail -n 1)
             echo "$service: ${line:-exited with status 2 (a configuration error)}"
             return 0

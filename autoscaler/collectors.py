@@ -51,15 +51,21 @@ class CollectorReport:
     """Per service: why its entry was dropped."""
 
 
-def _percent(entry: dict[str, Any], key: str) -> float | None:
+def _finite(entry: dict[str, Any], key: str) -> float | None:
+    """The entry's number at ``key``; None when absent; BadReportError when it is not a finite number."""
     value = entry.get(key)
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise BadReportError(f"{key} is not a finite number: {value!r}")
-    if not 0 <= value <= HIGHEST_PERCENT:
-        raise BadReportError(f"{key} out of range: {value!r}")
     return float(value)
+
+
+def _percent(entry: dict[str, Any], key: str) -> float | None:
+    value = _finite(entry, key)
+    if value is not None and not 0 <= value <= HIGHEST_PERCENT:
+        raise BadReportError(f"{key} out of range: {value!r}")
+    return value
 
 
 def parse_sample(entry: Any) -> ServiceSample:  # noqa: ANN401 - checks an untrusted JSON value
@@ -72,18 +78,14 @@ def parse_sample(entry: Any) -> ServiceSample:  # noqa: ANN401 - checks an untru
         or not all(isinstance(task, str) and task for task in task_ids)
     ):
         raise BadReportError(f"task_ids is not a list of task ids: {task_ids!r}"[:200])
-    sampled_at = entry.get("sampled_at")
-    if (
-        isinstance(sampled_at, bool)
-        or not isinstance(sampled_at, int | float)
-        or not math.isfinite(sampled_at)
-    ):
-        raise BadReportError(f"sampled_at is not a time: {sampled_at!r}")
+    sampled_at = _finite(entry, "sampled_at")
+    if sampled_at is None:
+        raise BadReportError("sampled_at is not a time: None")
     return ServiceSample(
         task_ids=frozenset(task_ids),
         cpu_percent=_percent(entry, "cpu_percent"),
         memory_percent=_percent(entry, "memory_percent"),
-        sampled_at=float(sampled_at),
+        sampled_at=sampled_at,
     )
 
 

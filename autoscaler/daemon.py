@@ -141,12 +141,12 @@ class Autoscaler:
 
     async def _load_state(self, services: list[SwarmService]) -> None:
         """Once, before the first decision: the state saved by the autoscaler that ran before."""
-        state = self.state
-        if state.state_loaded or self._store is None:
-            state.state_loaded = True
+        state, store = self.state, self._store
+        if state.state_loaded:
             return
-        store = self._store
         state.state_loaded = True
+        if store is None:
+            return
         try:
             loaded, unreadable = await asyncio.to_thread(store.load)
         except Exception as error:  # noqa: BLE001 - lost state means starting fresh, never stopping
@@ -245,7 +245,7 @@ class Autoscaler:
         for attempt in range(1, STALE_RETRIES + 1):
             observation = self._observe(service, reading, tasks)
             decision = core.decide(observation, policy, memory, now)
-            self._log_decision(service, record, observation, decision, policy, now)
+            self._record_decision(service, record, observation, decision, policy, now)
             if not decision.changes or policy.dry_run:
                 memory = decision.state
                 break
@@ -276,7 +276,7 @@ class Autoscaler:
         state.memory[service.id] = memory
         await self._save(service, memory, now, urgent=changed)
 
-    def _log_decision(  # noqa: PLR0913, PLR0917 - one event gathers the whole decision
+    def _record_decision(  # noqa: PLR0913, PLR0917 - one event gathers the whole decision
         self,
         service: SwarmService,
         record: ServiceRecord,

@@ -16,14 +16,17 @@ import structlog
 
 log = structlog.get_logger("autoscaler")
 
-KINDS = ("collector", "collector_entry", "docker", "service_entry", "label", "decision", "scale", "state")
-"""Where a problem comes from: a collector's answer, one entry of it, the Docker API, one
-service's entry in the Docker API's answer, a service's labels, an unexpected error while
-deciding, a refused update, the saved state."""
-
 
 @dataclass
 class Problems:
+    """The active problems by kind and subject.
+
+    Kinds in use: ``collector`` (an answer), ``collector_entry`` (one entry of it),
+    ``docker`` (the API), ``service_entry`` (one service in its answer), ``label``,
+    ``decision`` (an unexpected error while deciding), ``scale`` (a refused update),
+    ``state`` (the saved state).
+    """
+
     active: dict[tuple[str, str], str] = field(default_factory=dict)
     """(kind, subject) → problem."""
     appeared: Counter[str] = field(default_factory=Counter)
@@ -31,9 +34,8 @@ class Problems:
 
     def report(self, kind: str, found: Mapping[str, str]) -> None:
         """The problems of ``kind`` now, by subject: all of them, replacing the last report."""
-        for key in [key for key in self.active if key[0] == kind and key[1] not in found]:
-            log.info("input problem cleared", kind=kind, subject=key[1])
-            del self.active[key]
+        for gone in [subject for which, subject in self.active if which == kind and subject not in found]:
+            self.clear(kind, gone)
         for subject, problem in found.items():
             self.set(kind, subject, problem)
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 from functools import cached_property
+from typing import TypeVar
 
 LEVEL_TIME_CONSTANT = 60.0
 """Seconds: how fast the level follows the observations."""
@@ -45,8 +46,11 @@ def slots_in(season: float) -> int:
     return max(1, round(season / SEASON_SLOT))
 
 
-def _with(values: tuple[float, ...], index: int, value: float) -> tuple[float, ...]:
-    return (*values[:index], value, *values[index + 1 :])
+Number = TypeVar("Number", int, float)
+
+
+def _with(values: tuple[Number, ...], index: int, value: Number) -> tuple[Number, ...]:
+    return values[:index] + (value,) + values[index + 1 :]  # noqa: RUF005 - unpacking loses the type variable for mypy
 
 
 @dataclass(frozen=True)
@@ -176,7 +180,7 @@ class Forecaster:
                     seasonal = _with(seasonal, slot, max(MIN_FACTOR, updated))
             else:
                 profile_sum = _with(profile_sum, slot, profile_sum[slot] + value)
-                profile_count = (*profile_count[:slot], profile_count[slot] + 1, *profile_count[slot + 1 :])
+                profile_count = _with(profile_count, slot, profile_count[slot] + 1)
         after = Forecaster(
             self.horizon,
             self.season,
