@@ -104,19 +104,24 @@ class ConfigStateStore:
             labels={STATE_LABEL: self._scope, SERVICE_LABEL: service_id, SEQUENCE_LABEL: str(sequence)},
         )
         older = self._configs.get(service_id, [])
-        self._configs[service_id] = [created["ID"]]
-        for config_id in older:
-            self._remove(service_id, config_id)
+        self._configs[service_id] = [*self._removed_all_but(older), created["ID"]]
 
     def forget(self, service_id: str) -> None:
         """Remove the saved state of a service that is no longer autoscaled."""
-        for config_id in self._configs.pop(service_id, []):
-            self._remove(service_id, config_id)
+        left = self._removed_all_but(self._configs.pop(service_id, []))
+        if left:
+            self._configs[service_id] = left
 
-    def _remove(self, service_id: str, config_id: str) -> None:
-        try:
-            self._api.remove_config(config_id)
-        except Exception:
-            # Kept for the next save to try again; the newest is read first anyway.
-            self._configs.setdefault(service_id, []).insert(0, config_id)
-            raise
+    def _removed_all_but(self, config_ids: list[str]) -> list[str]:
+        """Remove the configs; those the engine would not remove now are returned, to try again.
+
+        The newest state was already written: a config left over only costs a little
+        space until the next save removes it, and is never read (the newest is).
+        """
+        left = []
+        for config_id in config_ids:
+            try:
+                self._api.remove_config(config_id)
+            except Exception:  # noqa: BLE001 - kept and removed at the next save
+                left.append(config_id)
+        return left

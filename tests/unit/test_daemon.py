@@ -9,6 +9,7 @@ from prometheus_client.registry import CollectorRegistry
 
 from autoscaler import daemon as daemon_module
 from autoscaler.api import routes
+from autoscaler.core import ServiceState
 from autoscaler.daemon import Autoscaler
 from autoscaler.settings import load
 from autoscaler.state_store import ConfigStateStore
@@ -414,3 +415,23 @@ class TestEndpoints:
         harness.check()
         harness.daemon_state.last_check_at = None
         assert harness.handlers()["/health"]().status == HTTPStatus.SERVICE_UNAVAILABLE
+
+
+class TestConfigStateStore:
+    def test_an_old_config_that_cannot_be_removed_does_not_fail_the_save(self):
+        api = FakeDockerApi([])
+        store = ConfigStateStore(api, None)
+        store.save("a", ServiceState(replicas=2), 1)
+        remove = api.remove_config
+
+        def refuse(config_id):
+            raise RuntimeError("raft unavailable")
+
+        api.remove_config = refuse
+        store.save("a", ServiceState(replicas=3), 2)  # no exception: the new state is written
+        assert len(api.configs_by_id) == 2
+        api.remove_config = remove
+        store.save("a", ServiceState(replicas=4), 3)
+        (config,) = api.configs_by_id.values()
+        assert config["Spec"]["Labels"]["autoscaler.state.sequence"] == "3"
+        assert ConfigStateStore(api, None).load()[0]["a"].replicas == 4
