@@ -194,10 +194,10 @@ def predictive(inputs: Inputs) -> Recommendation:
     """Provide for the load forecast over the horizon, never less than the target rule asks for now.
 
     The load is the CPU work of the service in replicas' worth at 100 % (CPU % × ready
-    replicas), which a forecaster learns incrementally. The forecast is raised by the
-    forecaster's recent shortfall, and converted to replicas at the CPU target. While
-    the forecasts have been bad (mean absolute error above the policy's limit), or
-    before enough have been scored, the target rule decides alone.
+    replicas), which a forecaster learns incrementally; the forecast is converted to
+    replicas at the CPU target. While the forecasts have been bad (mean absolute error
+    above the policy's limit), or before enough have been scored, the target rule
+    decides alone.
     """
     reactive = target(inputs)
     policy, previous = inputs.policy, inputs.state.forecaster
@@ -223,25 +223,21 @@ def predictive(inputs: Inputs) -> Recommendation:
     goal = cpu.thresholds.up
 
     def replicas_for(load: float, utilisation: float) -> int:
-        return math.ceil(load * (1 + forecaster.under) / (utilisation / 100) - 1e-9)
+        return math.ceil(load / (utilisation / 100) - 1e-9)
 
     needed = replicas_for(peak, goal)
     if needed <= reactive.replicas:
         if reactive.replicas < inputs.current:
-            # No step down to a count that the forecast for the stabilization window would
-            # load to within the tolerance below the target: it would be needed back soon.
+            # While the forecast for the stabilization window would load a smaller count to
+            # within the tolerance below the target, the service keeps every replica: a step
+            # part of the way down would be one more change, and soon undone.
             lowest = goal * (1 - policy.behaviour.tolerance)
-            keep = min(
-                inputs.current, replicas_for(_highest_forecast(forecaster, inputs.now, policy), lowest)
-            )
-            if keep > reactive.replicas:
-                message = f"{reactive.message}; forecast needs {keep} within the stabilization window"
-                return replace(reactive, replicas=keep, message=message, forecast=peak)
+            needed_soon = replicas_for(_highest_forecast(forecaster, inputs.now, policy), lowest)
+            if needed_soon > reactive.replicas:
+                message = f"{reactive.message}; forecast needs {needed_soon} within the stabilization window"
+                return replace(reactive, replicas=inputs.current, message=message, forecast=peak)
         return replace(reactive, forecast=peak)
-    message = (
-        f"forecast {peak:.2f} replicas of cpu in {horizon:.0f}s "
-        f"(+{forecaster.under:.0%} headroom) at {goal:g}%"
-    )
+    message = f"forecast {peak:.2f} replicas of cpu in {horizon:.0f}s at {goal:g}%"
     return Recommendation(needed, message, cpu, goal, peak, forecaster=forecaster)
 
 

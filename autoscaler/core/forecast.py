@@ -12,7 +12,7 @@ minute, the trend over ten minutes, and a seasonal slot forgets over about two s
 
 The forecaster also scores itself: every forecast made for a future time is compared
 with what was observed then. ``error`` (mean absolute error) decides whether the
-forecasts can be trusted; ``under`` (mean shortfall) is the headroom to provision.
+forecasts can be trusted.
 """
 
 from __future__ import annotations
@@ -66,7 +66,6 @@ class Forecaster:
     seasonal: tuple[float, ...] | None = None
     """Factor of every slot of the season, once a whole season has been seen."""
     error: float = 0.0
-    under: float = 0.0
     scored: int = 0
     first_at: float = 0.0
     last_at: float = 0.0
@@ -104,13 +103,13 @@ class Forecaster:
 
     def _scored(
         self, at: float, observed: float, censored: bool
-    ) -> tuple[tuple[tuple[float, float], ...], float, float, int, float | None]:
-        """(pending, error, under, scored, last_scored_at) after scoring the forecast due by ``at``."""
+    ) -> tuple[tuple[tuple[float, float], ...], float, int, float | None]:
+        """(pending, error, scored, last_scored_at) after scoring the forecast due by ``at``."""
         index = 0
         while index < len(self.pending) and self.pending[index][0] <= at:
             index += 1
         pending = self.pending[index:]
-        unchanged = (pending, self.error, self.under, self.scored, self.last_scored_at)
+        unchanged = (pending, self.error, self.scored, self.last_scored_at)
         if index == 0 or censored:
             return unchanged
         forecast = self.pending[index - 1][1]
@@ -122,7 +121,6 @@ class Forecaster:
         return (
             pending,
             self.error + weight * (abs(observed - forecast) / scale - self.error),
-            self.under + weight * (max(0.0, observed - forecast) / scale - self.under),
             self.scored + 1,
             at,
         )
@@ -152,7 +150,7 @@ class Forecaster:
         the demand beyond its capacity went unseen). It still moves the level, but no
         forecast is judged against it.
         """
-        pending, error, under, scored, last_scored_at = self._scored(at, value, censored)
+        pending, error, scored, last_scored_at = self._scored(at, value, censored)
         level, trend, seasonal = value, self.trend, self.seasonal
         profile_sum, profile_count, first_at = self.profile_sum, self.profile_count, at
         if self.level is not None:
@@ -162,7 +160,6 @@ class Forecaster:
                     self,
                     pending=pending,
                     error=error,
-                    under=under,
                     scored=scored,
                     last_scored_at=last_scored_at,
                 )
@@ -188,7 +185,6 @@ class Forecaster:
             trend,
             seasonal,
             error,
-            under,
             scored,
             first_at,
             at,

@@ -148,7 +148,9 @@ class TestPredictive:
         )
 
     def test_provides_ahead_of_a_steady_rise(self):
-        rising = [1.0 + 0.05 * step for step in range(60)]  # +0.1 replica of CPU a minute
+        # +0.1 replica of CPU a minute, up to 2.8: 4 replicas at the 70 % target, which is
+        # enough for the target rule now and too little in the three minutes ahead.
+        rising = [1.0 + 0.05 * step for step in range(37)]
         predicted = self.feed(policy("predictive"), rising)[-1]
         reactive = self.feed(policy("target"), rising)[-1]
         assert predicted.reason.forecast > rising[-1]
@@ -605,6 +607,22 @@ class TestPredictiveHysteresis:
             state = decision.state
         assert decision.reason.recommendation == 3
         assert "forecast needs 3 within the stabilization window" in decision.reason.message
+
+    def test_it_keeps_every_replica_rather_than_step_part_of_the_way_down(self):
+        chosen = policy("predictive", TARGET_TOLERANCE="0.1", SCALE_DOWN_STABILIZATION="300")
+
+        def load(worth):
+            return lambda replicas: {"cpu_percent": 100 * worth / replicas, "memory_percent": 10}
+
+        # 3.9 replicas' worth on 6 replicas (65 %), then 2.7 for twenty minutes: target alone
+        # would go to 4, where the forecast runs at 67.5 %, within 10 % below the target; 5
+        # would do, but one step now and another later are two changes where none is due.
+        steps = [(t, load(3.9)) for t in range(-1200, 0, 30)] + [(t, load(2.7)) for t in range(0, 1200, 30)]
+        trail, _ = run(chosen, steps, 6)
+        assert changes_of(trail) == []
+        last = trail[-1][3]
+        assert last.reason.recommendation == 6
+        assert "forecast needs 5 within the stabilization window" in last.reason.message
 
 
 class TestZeroThresholds:
