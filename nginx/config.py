@@ -8,6 +8,17 @@ from dataclasses import dataclass
 
 UPSTREAM_NAME = "backend"
 
+DURATION_BUCKETS = (
+    *(round(step * 10.0**power, 6) for power in range(-3, 2) for step in (1, 1.25, 1.5, 2, 2.5, 3, 4, 5, 6, 8)),
+    100.0,
+)
+"""Upper edges of the request duration histogram's buckets, in seconds (1 ms to 100 s, then +Inf).
+
+Ten to a decade, no two more than a third apart, so that a percentile read from them by
+linear interpolation inside a bucket stays close to the exact one (Prometheus' default
+buckets are up to 2.5 times apart).
+"""
+
 
 @dataclass(frozen=True)
 class ProxySettings:

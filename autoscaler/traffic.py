@@ -1,0 +1,223 @@
+"""Requests seen by the entry point: its counters, and what they say over a window. Pure.
+
+Every entry point instance (nginx) keeps cumulative counters per service since it
+started: a histogram of request durations and the requests by status code. A window's
+figures are the difference of two readings of one instance; instances are merged by
+adding their differences, which is why latency is kept as a histogram and never as a
+percentile (percentiles of two instances cannot be combined, bucket counts can). A
+percentile is then read from the merged buckets as Prometheus' ``histogram_quantile``
+does: by linear interpolation inside the bucket that holds it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from prometheus_client.parser import text_string_to_metric_families
+
+DURATION = "entrypoint_request_duration_seconds"
+"""Histogram of the time from a request's first byte read to its last byte sent, in seconds."""
+REQUESTS = "entrypoint_requests"
+"""Counter of the requests answered, by service and status code."""
+SERVER_ERROR = 500
+"""Status codes from this one up count as errors: the service's or the entry point's, not the client's."""
+
+
+@dataclass(frozen=True)
+class Counters:
+    """Counts of one service's requests: cumulative since an instance started, or over a window."""
+
+    edges: tuple[float, ...]
+    """Upper edges of the duration buckets in seconds, ascending, the last one infinite."""
+    cumulative: tuple[float, ...]
+    """Requests that took at most each edge."""
+    requests: float
+    errors: float
+    """Requests answered with a status code of 500 or more."""
+
+    def minus(self, older: Counters) -> Counters:
+        """What was counted since ``older``; all of this if the instance restarted in between."""
+        if older.edges != self.edges or any(
+            new < old
+            for new, old in zip(
+                (*self.cumulative, self.requests, self.errors),
+                (*older.cumulative, older.requests, older.errors),
+                strict=True,
+            )
+        ):
+            return self
+        return Counters(
+            self.edges,
+            tuple(new - old for new, old in zip(self.cumulative, older.cumulative, strict=True)),
+            self.requests - older.requests,
+            self.errors - older.errors,
+        )
+
+    def plus(self, other: Counters) -> Counters:
+        """Both counts added; the buckets must be the same."""
+        return Counters(
+            self.edges,
+            tuple(a + b for a, b in zip(self.cumulative, other.cumulative, strict=True)),
+            self.requests + other.requests,
+            self.errors + other.errors,
+        )
+
+    def quantile(self, q: float) -> float | None:
+        """The duration in seconds below which a fraction ``q`` of the requests took; None with none."""
+        total = self.cumulative[-1]
+        if total <= 0:
+            return None
+        rank = q * total
+        lower, below = 0.0, 0.0
+        for edge, count in zip(self.edges, self.cumulative, strict=True):
+            if count >= rank:
+                if math.isinf(edge):
+                    # Beyond the last finite edge nothing is known but that edge.
+                    return lower
+                inside = count - below
+                return lower + (edge - lower) * ((rank - below) / inside if inside > 0 else 1.0)
+            lower, below = edge, count
+        return lower
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One instance's counters of every service it proxies, and the services it could not report."""
+
+    services: dict[str, Counters]
+    malformed: dict[str, str] = field(default_factory=dict)
+    """Service: what was wrong with its counters (they are left out)."""
+
+
+def _finite_count(value: float) -> float:
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"count {value!r} is not a finite number ≥ 0")
+    return value
+
+
+def _edge(text: str) -> float:
+    edge = float(text)
+    if math.isnan(edge) or edge <= 0:
+        raise ValueError(f"bucket edge {text!r} is not a positive number")
+    return edge
+
+
+def _counters(buckets: dict[float, float], codes: dict[str, float]) -> Counters:
+    edges = tuple(sorted(buckets))
+    if not edges or not math.isinf(edges[-1]):
+        raise ValueError("no +Inf bucket")
+    cumulative = tuple(buckets[edge] for edge in edges)
+    if any(later < earlier for earlier, later in itertools.pairwise(cumulative)):
+        raise ValueError("bucket counts decrease")
+    errors = 0.0
+    for code, count in codes.items():
+        if not (code.isascii() and code.isdigit() and len(code) == 3):
+            raise ValueError(f"status code {code!r}")
+        errors += count if int(code) >= SERVER_ERROR else 0.0
+    return Counters(edges, cumulative, sum(codes.values()), errors)
+
+
+def parse(text: str) -> Reading:
+    """The counters in an entry point's Prometheus text; ValueError if it is not that text at all.
+
+    A service whose own samples are inconsistent (no +Inf bucket, decreasing bucket
+    counts, a count that is negative or not finite, a status that is not one) is left
+    out and named in ``malformed``; the other services are read as usual.
+    """
+    buckets: dict[str, dict[float, float]] = defaultdict(dict)
+    codes: dict[str, dict[str, float]] = defaultdict(dict)
+    broken: dict[str, str] = {}
+    samples = (
+        sample
+        for family in text_string_to_metric_families(text)
+        if family.name in {DURATION, REQUESTS}
+        for sample in family.samples
+        if sample.labels.get("service")
+    )
+    for sample in samples:
+        service = sample.labels["service"]
+        try:
+            if sample.name == f"{DURATION}_bucket":
+                buckets[service][_edge(sample.labels.get("le", ""))] = _finite_count(sample.value)
+            elif sample.name == f"{REQUESTS}_total":
+                codes[service][sample.labels.get("code", "")] = _finite_count(sample.value)
+        except ValueError as error:
+            broken.setdefault(service, str(error))
+    services: dict[str, Counters] = {}
+    for service in sorted(set(buckets) | set(codes)):
+        if service in broken:
+            continue
+        try:
+            services[service] = _counters(buckets.get(service, {}), codes.get(service, {}))
+        except ValueError as error:
+            broken[service] = str(error)
+    return Reading(services, broken)
+
+
+@dataclass(frozen=True)
+class Window:
+    """One service's requests over a window, merged over every entry point instance."""
+
+    counters: Counters
+    rate: float
+    """Requests per second: the sum of every instance's count divided by its own window's length."""
+
+    @property
+    def error_percent(self) -> float | None:
+        return 100 * self.counters.errors / self.counters.requests if self.counters.requests > 0 else None
+
+    def latency_ms(self, q: float) -> float | None:
+        seconds = self.counters.quantile(q)
+        return None if seconds is None else 1000 * seconds
+
+
+History = Sequence[tuple[float, Reading]]
+"""(time read, reading) of one instance, oldest first."""
+
+
+def since(history: History, now: float, seconds: float) -> dict[str, tuple[Counters, float]]:
+    """Per service, what one instance counted over the last ``seconds`` and over how long.
+
+    The window runs from the newest reading at least ``seconds`` old (the oldest one, if
+    the instance has not been read that long) to the newest reading. A service that
+    first appears within the window counts from zero.
+    """
+    if not history:
+        return {}
+    newest_at, newest = history[-1]
+    start_at, start = history[0]
+    for at, reading in history:
+        if at <= now - seconds:
+            start_at, start = at, reading
+    if start_at >= newest_at:
+        return {}
+    span = newest_at - start_at
+    return {
+        service: (counters.minus(start.services[service]) if service in start.services else counters, span)
+        for service, counters in newest.services.items()
+    }
+
+
+def merged(instances: Iterable[dict[str, tuple[Counters, float]]]) -> tuple[dict[str, Window], set[str]]:
+    """Every instance's windows added up per service, and the services some of whose could not be.
+
+    Histograms with other bucket edges (instances of two versions, during an update)
+    cannot be added: the first instance's edges are kept, the others' counts left out.
+    """
+    totals: dict[str, Window] = {}
+    unmerged: set[str] = set()
+    for windows in instances:
+        for service, (counters, seconds) in windows.items():
+            rate = counters.requests / seconds
+            known = totals.get(service)
+            if known is None:
+                totals[service] = Window(counters, rate)
+            elif known.counters.edges == counters.edges:
+                totals[service] = Window(known.counters.plus(counters), known.rate + rate)
+            else:
+                unmerged.add(service)
+    return totals, unmerged

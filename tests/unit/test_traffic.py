@@ -1,0 +1,167 @@
+"""The entry point's counters: parsing, windows, merging and percentiles."""
+
+from __future__ import annotations
+
+import bisect
+import math
+import random
+
+import pytest
+
+from autoscaler.traffic import Counters, Reading, merged, parse, since
+from nginx.config import DURATION_BUCKETS
+
+EDGES = (*DURATION_BUCKETS, math.inf)
+
+
+def counted(durations: list[float], errors: int = 0) -> Counters:
+    """The counters an entry point keeps for these request durations (seconds)."""
+    per_bucket = [0] * len(EDGES)
+    for duration in durations:
+        per_bucket[bisect.bisect_left(EDGES, duration)] += 1
+    cumulative = tuple(float(sum(per_bucket[: index + 1])) for index in range(len(EDGES)))
+    return Counters(EDGES, cumulative, float(len(durations)), float(errors))
+
+
+def exact(durations: list[float], q: float) -> float:
+    ordered = sorted(durations)
+    return ordered[math.ceil(q * len(ordered)) - 1]
+
+
+def exposition(service: str, counters: Counters, codes: dict[str, float]) -> str:
+    """Prometheus text as the entry point writes it."""
+    lines = ["# TYPE entrypoint_request_duration_seconds histogram"]
+    for edge, count in zip(counters.edges, counters.cumulative, strict=True):
+        le = "+Inf" if math.isinf(edge) else f"{edge:g}"
+        lines.append(f'entrypoint_request_duration_seconds_bucket{{service="{service}",le="{le}"}} {count:g}')
+    lines.append(
+        f'entrypoint_request_duration_seconds_count{{service="{service}"}} {counters.cumulative[-1]:g}'
+    )
+    lines.append("# TYPE entrypoint_requests_total counter")
+    lines += [f'entrypoint_requests_total{{service="{service}",code="{c}"}} {n:g}' for c, n in codes.items()]
+    return "\n".join(lines) + "\n"
+
+
+def lognormal(count: int, median: float, seed: int) -> list[float]:
+    generator = random.Random(seed)  # noqa: S311 - reproducible samples, not secrets
+    return [generator.lognormvariate(math.log(median), 0.6) for _ in range(count)]
+
+
+class TestCounters:
+    @pytest.mark.parametrize("q", [0.5, 0.95, 0.99])
+    def test_percentiles_from_the_buckets_are_close_to_the_exact_ones(self, q):
+        durations = lognormal(20_000, 0.08, seed=1)
+        assert counted(durations).quantile(q) == pytest.approx(exact(durations, q), rel=0.05)
+
+    @pytest.mark.parametrize("q", [0.5, 0.95, 0.99])
+    def test_merged_instances_give_the_percentile_of_all_their_requests(self, q):
+        fast, slow = lognormal(5_000, 0.02, seed=2), lognormal(1_000, 0.5, seed=3)
+        together = counted(fast).plus(counted(slow))
+        assert together.cumulative == counted(fast + slow).cumulative
+        assert together.quantile(q) == pytest.approx(exact(fast + slow, q), rel=0.05)
+
+    def test_no_requests_have_no_percentile(self):
+        assert counted([]).quantile(0.95) is None
+
+    def test_a_percentile_beyond_the_last_edge_is_that_edge(self):
+        assert counted([500.0] * 10).quantile(0.95) == DURATION_BUCKETS[-1]
+
+    def test_a_percentile_in_the_first_bucket_interpolates_from_zero(self):
+        assert counted([0.0005] * 4).quantile(0.5) == pytest.approx(0.0005)
+
+    def test_the_difference_of_two_readings_is_what_happened_between_them(self):
+        before, after = counted([0.01] * 5, errors=1), counted([0.01] * 5 + [0.2] * 3, errors=3)
+        window = after.minus(before)
+        assert (window.requests, window.errors) == (3, 2)
+        assert window.quantile(0.5) == pytest.approx(counted([0.2] * 3).quantile(0.5))
+
+    def test_an_instance_that_restarted_counts_from_its_restart(self):
+        before, after = counted([0.01] * 50), counted([0.2] * 3)
+        assert after.minus(before) == after
+
+
+class TestParse:
+    def test_reads_every_service(self):
+        text = exposition("web", counted([0.1, 0.2]), {"200": 1, "503": 1}) + exposition(
+            "api", counted([0.3]), {"404": 1}
+        )
+        reading = parse(text)
+        assert set(reading.services) == {"web", "api"}
+        assert (reading.services["web"].requests, reading.services["web"].errors) == (2, 1)
+        assert reading.services["api"].errors == 0  # a 4xx is the client's
+        assert reading.malformed == {}
+
+    @pytest.mark.parametrize(
+        ("old", "new", "problem"),
+        [
+            ('le="+Inf"} 1', 'le="200"} 1', "no +Inf bucket"),
+            ('le="0.001"} 0', 'le="0.001"} 7', "bucket counts decrease"),
+            ('code="200"} 1', 'code="2xx"} 1', "status code"),
+            ('code="200"} 1', 'code="200"} NaN', "not a finite number"),
+            ('le="0.001"} 0', 'le="-1"} 0', "not a positive number"),
+        ],
+    )
+    def test_a_service_with_inconsistent_counters_is_left_out_alone(self, old, new, problem):
+        good = exposition("web", counted([0.1]), {"200": 1})
+        bad = exposition("api", counted([0.1]), {"200": 1}).replace(old, new)
+        reading = parse(good + bad)
+        assert set(reading.services) == {"web"}
+        assert problem in reading.malformed["api"]
+
+    def test_text_that_is_not_prometheus_is_an_error(self):
+        with pytest.raises(ValueError, match="metric name"):
+            parse("<html>502 Bad Gateway</html>")
+
+    def test_other_metrics_are_ignored(self):
+        assert parse("# TYPE nginx_up gauge\nnginx_up 1\n").services == {}
+
+
+def reading(**services: list[float]) -> Reading:
+    return Reading({name: counted(durations) for name, durations in services.items()})
+
+
+class TestWindows:
+    def test_the_window_starts_at_the_newest_reading_old_enough(self):
+        history = [
+            (0.0, reading(web=[0.1] * 10)),
+            (10.0, reading(web=[0.1] * 20)),
+            (20.0, reading(web=[0.1] * 26)),
+            (30.0, reading(web=[0.1] * 30)),
+        ]
+        counters, seconds = since(history, now=30.0, seconds=20.0)["web"]
+        assert (counters.requests, seconds) == (10, 20.0)  # from the reading at 10 s
+
+    def test_a_young_instance_counts_over_what_it_has(self):
+        history = [(25.0, reading(web=[0.1] * 10)), (30.0, reading(web=[0.1] * 15))]
+        counters, seconds = since(history, now=30.0, seconds=20.0)["web"]
+        assert (counters.requests, seconds) == (5, 5.0)
+
+    def test_one_reading_is_no_window(self):
+        assert since([(30.0, reading(web=[0.1]))], now=30.0, seconds=20.0) == {}
+
+    def test_a_service_new_within_the_window_counts_from_zero(self):
+        history = [(0.0, reading(web=[0.1])), (20.0, reading(web=[0.1], api=[0.2] * 4))]
+        counters, _ = since(history, now=20.0, seconds=20.0)["api"]
+        assert counters.requests == 4
+
+    def test_instances_add_up_their_requests_and_rates(self):
+        first = {"web": (counted([0.01] * 100), 20.0)}
+        second = {"web": (counted([1.0] * 100), 10.0)}
+        windows, unmerged = merged([first, second])
+        assert windows["web"].counters.requests == 200
+        assert windows["web"].rate == pytest.approx(100 / 20 + 100 / 10)
+        assert windows["web"].latency_ms(0.95) == pytest.approx(
+            1000 * counted([0.01] * 100 + [1.0] * 100).quantile(0.95)
+        )
+        assert unmerged == set()
+
+    def test_an_instance_with_other_buckets_is_left_out_and_named(self):
+        other = Counters((0.5, math.inf), (1.0, 1.0), 1.0, 0.0)
+        windows, unmerged = merged([{"web": (counted([0.01]), 10.0)}, {"web": (other, 10.0)}])
+        assert windows["web"].counters.requests == 1
+        assert unmerged == {"web"}
+
+    def test_the_error_percent_is_of_all_requests(self):
+        windows, _ = merged([{"web": (counted([0.01] * 40, errors=2), 10.0)}])
+        assert windows["web"].error_percent == pytest.approx(5.0)
+        assert merged([{"web": (counted([]), 10.0)}])[0]["web"].error_percent is None
