@@ -1,11 +1,13 @@
 # One image for every service of the stack; each service runs its own module.
 # BASE_IMAGE is any Debian-like image with Python 3.11; with no registry at hand,
-# deploy-autoscaling.sh builds a local one (debootstrap) that already has nginx.
+# deploy-autoscaling.sh builds a local one (debootstrap) that already has nginx and its
+# Lua module.
 ARG BASE_IMAGE=python:3.11-slim
 FROM ${BASE_IMAGE}
 
-RUN command -v nginx >/dev/null \
-    || (apt-get update && apt-get install -y --no-install-recommends nginx-light && rm -rf /var/lib/apt/lists/*)
+RUN test -f /usr/lib/nginx/modules/ngx_http_lua_module.so \
+    || (apt-get update && apt-get install -y --no-install-recommends nginx-light libnginx-mod-http-lua \
+        && rm -rf /var/lib/apt/lists/*)
 
 # Wheels are built on the host (deploy-autoscaling.sh): the build needs no package index.
 COPY build/wheels /tmp/wheels

@@ -11,7 +11,9 @@ set -euo pipefail
 cd "$(dirname "$0")"
 STACK_NAME=${STACK_NAME:-autoscaling}
 BASE_IMAGE=${BASE_IMAGE:-python:3.11-slim}
-LOCAL_BASE_IMAGE=${LOCAL_BASE_IMAGE:-swarm-autoscaler-base:bookworm}
+BASE_PACKAGES=python3,python3-venv,nginx-light,libnginx-mod-http-lua
+# Named after its packages, so that a base built with other packages is not reused.
+LOCAL_BASE_IMAGE=${LOCAL_BASE_IMAGE:-swarm-autoscaler-base:bookworm-$(printf %s "$BASE_PACKAGES" | sha256sum | cut -c1-8)}
 DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 CONVERGE_TIMEOUT=${CONVERGE_TIMEOUT:-300}
 STABLE_SECONDS=${STABLE_SECONDS:-10}
@@ -66,7 +68,7 @@ choose_base_image() {
         command -v debootstrap >/dev/null || apt_install debootstrap
         local rootfs
         rootfs=$(mktemp -d /var/tmp/autoscaler-rootfs.XXXXXX)
-        debootstrap --variant=minbase --include=python3,python3-venv,nginx-light \
+        debootstrap --variant=minbase --include="$BASE_PACKAGES" \
             bookworm "$rootfs" "$DEBIAN_MIRROR" >/dev/null
         rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
         tar -C "$rootfs" -c . | docker import - "$LOCAL_BASE_IMAGE" >/dev/null
@@ -79,7 +81,7 @@ source_digest() {
     {
         cat pyproject.toml Dockerfile
         find common autoscaler metrics_collector nginx demo_api loadtest -type f \
-            \( -name '*.py' -o -name '*.template' \) -print0 | sort -z | xargs -0 cat
+            \( -name '*.py' -o -name '*.lua' \) -print0 | sort -z | xargs -0 cat
     } | sha256sum | cut -c1-12
 }
 

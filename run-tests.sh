@@ -13,7 +13,9 @@ say() { printf '[tests] %s\n' "$*" >&2; }
 missing=()
 command -v python3 >/dev/null || missing+=(python3)
 python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
-command -v nginx >/dev/null || missing+=(nginx-light)   # unit tests check rendered configs with nginx -t
+# Unit tests check rendered configs with nginx -t and measure requests through a real nginx.
+command -v nginx >/dev/null || missing+=(nginx-light)
+[ -f /usr/lib/nginx/modules/ngx_http_lua_module.so ] || missing+=(libnginx-mod-http-lua)
 if [ ${#missing[@]} -gt 0 ]; then
     say "installing ${missing[*]}"
     apt-get update -qq

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from autoscaler.core import Policy
 from autoscaler.policy import parse_policy, policy_environment
-from common.config import DAY, ConfigError, raw, read_choice, read_float, read_port, read_str
+from common.config import DAY, raw, read_choice, read_float, read_name, read_port, read_str
 from common.logs import LEVELS
 
 
@@ -54,14 +53,8 @@ class Settings:
     log_level: str
 
 
-_STACK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
-
-
 def _scope(environ: Mapping[str, str]) -> str | None:
-    scope = raw(environ, "AUTOSCALER_SCOPE")
-    if scope is not None and not _STACK_NAME.fullmatch(scope):
-        raise ConfigError("AUTOSCALER_SCOPE", scope, "must be a stack name (letters, digits, _ . -)")
-    return scope
+    return None if raw(environ, "AUTOSCALER_SCOPE") is None else read_name(environ, "AUTOSCALER_SCOPE", "")
 
 
 def load(environ: Mapping[str, str]) -> Settings:

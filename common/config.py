@@ -107,6 +107,17 @@ def read_str(source: Mapping[str, str], name: str, default: str) -> str:
     return default if value is None else value
 
 
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+
+
+def read_name(source: Mapping[str, str], name: str, default: str) -> str:
+    """A Swarm service or stack name: letters, digits, ``_ . -``, at most 63 characters."""
+    value = read_str(source, name, default)
+    if not _NAME.fullmatch(value):
+        raise ConfigError(name, value, "must be a service or stack name (letters, digits, _ . -)")
+    return value
+
+
 def read_choice(source: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
     value = read_str(source, name, default)
     if value not in choices:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import structlog
 
-from common.config import read_float, read_port, read_str
+from common.config import read_float, read_name, read_port, read_str
 from common.lifecycle import sleep_unless_stopped
 from nginx.config import ProxySettings, render
 
@@ -39,7 +39,7 @@ class AgentSettings:
 
 def load(environ: Mapping[str, str]) -> AgentSettings:
     return AgentSettings(
-        service=read_str(environ, "UPSTREAM_SERVICE", "demo-api"),
+        service=read_name(environ, "UPSTREAM_SERVICE", "demo-api"),
         sync_interval=read_float(environ, "UPSTREAM_SYNC_INTERVAL", 1.0, minimum=0.1, maximum=3600),
         config_path=Path(read_str(environ, "NGINX_CONFIG", "/etc/nginx/nginx.conf")),
         proxy=ProxySettings(
@@ -47,6 +47,8 @@ def load(environ: Mapping[str, str]) -> AgentSettings:
             location=read_str(environ, "PROXY_LOCATION", "/api/"),
             upstream_port=read_port(environ, "UPSTREAM_PORT", 8000),
             workers=read_str(environ, "NGINX_WORKERS", "auto"),
+            service=read_name(environ, "UPSTREAM_SERVICE", "demo-api"),
+            metrics_port=read_port(environ, "METRICS_PORT", 9145),
         ),
     )
 

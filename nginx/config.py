@@ -5,13 +5,16 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 UPSTREAM_NAME = "backend"
+LUA_DIRECTORY = Path(__file__).parent / "lua"
+"""monitor.lua counts the requests, metrics.lua writes them out."""
+COUNTERS_ZONE_SIZE = "10m"
+"""Shared memory for the request counters: about 60 services with 50 tasks each."""
 
-DURATION_BUCKETS = (
-    *(round(step * 10.0**power, 6) for power in range(-3, 2) for step in (1, 1.25, 1.5, 2, 2.5, 3, 4, 5, 6, 8)),
-    100.0,
-)
+DECADE = (1, 1.25, 1.5, 2, 2.5, 3, 4, 5, 6, 8)
+DURATION_BUCKETS = (*(round(step * 10.0**power, 6) for power in range(-3, 2) for step in DECADE), 100.0)
 """Upper edges of the request duration histogram's buckets, in seconds (1 ms to 100 s, then +Inf).
 
 Ten to a decade, no two more than a third apart, so that a percentile read from them by
@@ -29,6 +32,10 @@ class ProxySettings:
     """Port the tasks listen on."""
     workers: str
     """nginx worker_processes: a number or ``auto``."""
+    service: str
+    """The name the proxied requests are counted under: the upstream service's."""
+    metrics_port: int
+    """Port of the request counters' ``/metrics``, apart from the proxied traffic."""
 
 
 def _server_lines(addresses: Sequence[str], port: int) -> str:
@@ -41,7 +48,10 @@ def _server_lines(addresses: Sequence[str], port: int) -> str:
 def render(addresses: Sequence[str], settings: ProxySettings) -> str:
     """nginx.conf routing ``settings.location`` to exactly ``addresses``, least connections first."""
     servers = _server_lines(sorted(addresses), settings.upstream_port)
+    edges = ", ".join(f"{edge:g}" for edge in DURATION_BUCKETS)
     return f"""# Written by the upstream agent from Swarm's running tasks; changes are overwritten.
+load_module modules/ndk_http_module.so;
+load_module modules/ngx_http_lua_module.so;
 worker_processes {settings.workers};
 error_log stderr warn;
 pid /run/nginx.pid;
@@ -54,10 +64,27 @@ http {{
     access_log off;
     keepalive_timeout 65s;
 
+    lua_package_path "{LUA_DIRECTORY}/?.lua;;";
+    # Shared memory outlives a reload, and the request counters with it.
+    lua_shared_dict entrypoint_requests {COUNTERS_ZONE_SIZE};
+    init_by_lua_block {{
+        require("monitor").init({{{edges}}})
+    }}
+
     upstream {UPSTREAM_NAME} {{
         least_conn;
 {servers}
         keepalive 32;
+    }}
+
+    server {{
+        listen {settings.metrics_port};
+
+        location = /metrics {{
+            content_by_lua_block {{
+                require("metrics").write()
+            }}
+        }}
     }}
 
     server {{
@@ -69,6 +96,10 @@ http {{
         }}
 
         location {settings.location} {{
+            set $entry_service "{settings.service}";
+            log_by_lua_block {{
+                require("monitor").log()
+            }}
             proxy_pass http://{UPSTREAM_NAME};
             proxy_http_version 1.1;
             proxy_set_header Connection "";

@@ -38,6 +38,7 @@ def stack() -> Iterator[Stack]:
     deployed = Stack(
         name=STACK,
         entry=f"http://127.0.0.1:{PORTS['PUBLISHED_PORT']}",
+        entry_metrics=f"http://127.0.0.1:{PORTS['ENTRYPOINT_METRICS_PORT']}/metrics",
         autoscaler=f"http://127.0.0.1:{PORTS['AUTOSCALER_PORT']}",
         collector=f"http://127.0.0.1:{PORTS['COLLECTOR_PORT']}",
         settings=SETTINGS,

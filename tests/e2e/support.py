@@ -11,7 +11,12 @@ import docker
 
 ROOT = Path(__file__).resolve().parents[2]
 STACK = "autoscaler-e2e"
-PORTS = {"PUBLISHED_PORT": 18080, "AUTOSCALER_PORT": 18081, "COLLECTOR_PORT": 18090}
+PORTS = {
+    "PUBLISHED_PORT": 18080,
+    "AUTOSCALER_PORT": 18081,
+    "COLLECTOR_PORT": 18090,
+    "ENTRYPOINT_METRICS_PORT": 18091,
+}
 # Short intervals, so that a scale-up and the way back fit in a few minutes.
 SETTINGS = {
     "CHECK_INTERVAL": "5",
@@ -30,6 +35,8 @@ class Stack:
     name: str
     entry: str
     """Base URL of nginx on the host."""
+    entry_metrics: str
+    """URL of the entry point's request counters."""
     autoscaler: str
     collector: str
     settings: dict[str, str]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -17,6 +18,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from autoscaler.swarm import parse_timestamp
+from autoscaler.traffic import parse
 from nginx.config import upstream_addresses
 from tests.e2e.support import ROOT, Stack, start_load, stop_load
 
@@ -178,6 +180,25 @@ class TestDaemons:
             assert response.status_code == 200
             families = {family.name for family in text_string_to_metric_families(response.text)}
             assert names <= families, f"{base}/metrics lacks {names - families}"
+
+    def test_the_entry_point_counts_every_request_it_proxied(self, stack: Stack) -> None:
+        def counted() -> float:
+            services = parse(httpx.get(stack.entry_metrics, timeout=5).text).services
+            return services["demo-api"].requests if "demo-api" in services else 0.0
+
+        before = counted()
+        command = [sys.executable, "-m", "loadtest", "--target", stack.entry, "--users", "4"]
+        load = subprocess.run(
+            [*command, "--duration", "5", "--path", "/api/work?ms=1", "--json"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        sent = json.loads(load.stdout)["requests"]
+        assert sent > 0
+        assert counted() - before == sent
 
     def test_status_explains_the_latest_decision(self, stack: Stack) -> None:
         # The first decisions after a deploy may come before the collector has two samples.

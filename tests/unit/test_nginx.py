@@ -9,7 +9,9 @@ import structlog
 from nginx.agent import AgentSettings, ConfigRejectedError, LookupFailedError, UpstreamAgent, install
 from nginx.config import ProxySettings, render, upstream_addresses
 
-PROXY = ProxySettings(listen_port=8081, location="/api/", upstream_port=8000, workers="1")
+PROXY = ProxySettings(
+    listen_port=8081, location="/api/", upstream_port=8000, workers="1", service="web", metrics_port=9145
+)
 
 
 def nginx_accepts(config, tmp_path):

@@ -1,0 +1,92 @@
+-- Writes the counters that monitor.lua keeps as Prometheus text, computed when asked.
+
+local monitor = require("monitor")
+
+local _M = {}
+
+local counters = ngx.shared.entrypoint_requests
+
+local function label(value)
+    return (string.gsub(value, '[\\"\n]', { ["\\"] = "\\\\", ['"'] = '\\"', ["\n"] = "\\n" }))
+end
+
+local function sorted_keys(map)
+    local keys = {}
+    for key in pairs(map) do
+        keys[#keys + 1] = key
+    end
+    table.sort(keys)
+    return keys
+end
+
+local function histogram(lines, name, help, buckets, sums)
+    local edges = monitor.edges()
+    lines[#lines + 1] = "# HELP " .. name .. " " .. help
+    lines[#lines + 1] = "# TYPE " .. name .. " histogram"
+    for _, service in ipairs(sorted_keys(buckets)) do
+        local counts, total, labels = buckets[service], 0, 'service="' .. label(service) .. '"'
+        for index = 1, #edges + 1 do
+            total = total + (counts[index] or 0)
+            local edge = edges[index] and string.format("%.6g", edges[index]) or "+Inf"
+            lines[#lines + 1] = string.format('%s_bucket{%s,le="%s"} %d', name, labels, edge, total)
+        end
+        lines[#lines + 1] = string.format("%s_sum{%s} %.6f", name, labels, sums[service] or 0)
+        lines[#lines + 1] = string.format("%s_count{%s} %d", name, labels, total)
+    end
+end
+
+local function counter(lines, name, help, values)
+    lines[#lines + 1] = "# HELP " .. name .. " " .. help
+    lines[#lines + 1] = "# TYPE " .. name .. " counter"
+    for _, labels in ipairs(sorted_keys(values)) do
+        lines[#lines + 1] = string.format("%s{%s} %d", name, labels, values[labels])
+    end
+end
+
+function _M.write()
+    local requests, tries = {}, {}
+    local durations, duration_sums, upstream, upstream_sums = {}, {}, {}, {}
+    local lost = 0
+    for _, key in ipairs(counters:get_keys(0)) do
+        local value = counters:get(key)
+        local f = {}
+        for field in string.gmatch(key, "[^\t]+") do
+            f[#f + 1] = field
+        end
+        if value == nil then
+            -- expired or dropped between the listing and the read
+        elseif f[1] == "r" then
+            requests['service="' .. label(f[2]) .. '",code="' .. label(f[3]) .. '"'] = value
+        elseif f[1] == "t" then
+            local labels = 'service="%s",upstream="%s",status="%s"'
+            tries[string.format(labels, label(f[2]), label(f[3]), label(f[4]))] = value
+        elseif f[1] == "d" or f[1] == "u" then
+            local into = f[1] == "d" and durations or upstream
+            into[f[2]] = into[f[2]] or {}
+            into[f[2]][tonumber(f[3])] = value
+        elseif f[1] == "s" then
+            duration_sums[f[2]] = value
+        elseif f[1] == "v" then
+            upstream_sums[f[2]] = value
+        elseif f[1] == "lost" then
+            lost = value
+        end
+    end
+    local lines = {}
+    counter(lines, "entrypoint_requests_total", "Requests answered, by service and status code.", requests)
+    histogram(lines, "entrypoint_request_duration_seconds",
+        "Time from the first byte of a request read to the last byte of its response sent.",
+        durations, duration_sums)
+    histogram(lines, "entrypoint_upstream_response_duration_seconds",
+        "Time a task took to answer one try of a request (a retried request has several).",
+        upstream, upstream_sums)
+    counter(lines, "entrypoint_upstream_tries_total",
+        "Tries of requests at a task, by the task's address and its status (502: no answer).", tries)
+    lines[#lines + 1] = "# HELP entrypoint_lost_counts_total Counts not kept because the shared memory was full."
+    lines[#lines + 1] = "# TYPE entrypoint_lost_counts_total counter"
+    lines[#lines + 1] = "entrypoint_lost_counts_total " .. string.format("%d", lost)
+    ngx.header["Content-Type"] = "text/plain; version=0.0.4; charset=utf-8"
+    ngx.print(table.concat(lines, "\n"), "\n")
+end
+
+return _M

@@ -1,0 +1,193 @@
+"""The entry point's request counters, on a real nginx in front of a real upstream."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from autoscaler.traffic import parse
+from nginx.config import ProxySettings, render
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Upstream(BaseHTTPRequestHandler):
+    """/api/ok answers 200, /api/fail 500, /api/sleep?ms=N after N milliseconds."""
+
+    def do_GET(self) -> None:
+        url = urlparse(self.path)
+        if url.path == "/api/sleep":
+            time.sleep(int(parse_qs(url.query)["ms"][0]) / 1000)
+        status = 500 if url.path == "/api/fail" else 200
+        body = b"ok\n"
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+@dataclass
+class Proxy:
+    entry: str
+    metrics: str
+    master: subprocess.Popen[bytes]
+    upstream: str
+    refusing: str
+
+    def counters(self) -> str:
+        return httpx.get(self.metrics, timeout=5).text
+
+    def reload(self) -> None:
+        self.master.send_signal(signal.SIGHUP)
+
+    def workers(self) -> set[str]:
+        return set(Path(f"/proc/{self.master.pid}/task/{self.master.pid}/children").read_text().split())
+
+
+def wait_for_port(port: int, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    pytest.fail(f"nothing listens on {port}")
+
+
+@contextmanager
+def started(tmp_path: Path, addresses: list[str]) -> Iterator[Proxy]:
+    """nginx rendered by the agent's code, before ``addresses``: a task listens on 127.0.0.1 only."""
+    nginx = shutil.which("nginx")
+    assert nginx, "nginx is required: run-tests.sh installs it"
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Upstream)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    settings = ProxySettings(
+        listen_port=free_port(),
+        location="/api/",
+        upstream_port=port,
+        workers="2",
+        service="web",
+        metrics_port=free_port(),
+    )
+    config = render(addresses, settings)
+    config = config.replace("pid /run/nginx.pid;", f"pid {tmp_path}/nginx.pid;")
+    (tmp_path / "nginx.conf").write_text(config)
+    master = subprocess.Popen([nginx, "-c", str(tmp_path / "nginx.conf"), "-g", "daemon off;"])
+    try:
+        wait_for_port(settings.listen_port)
+        wait_for_port(settings.metrics_port)
+        yield Proxy(
+            f"http://127.0.0.1:{settings.listen_port}",
+            f"http://127.0.0.1:{settings.metrics_port}/metrics",
+            master,
+            f"127.0.0.1:{port}",
+            f"127.0.0.2:{port}",
+        )
+    finally:
+        master.send_signal(signal.SIGQUIT)
+        master.wait(timeout=15)
+        server.shutdown()
+
+
+@pytest.fixture
+def proxy(tmp_path: Path) -> Iterator[Proxy]:
+    """Before a task that answers and one (127.0.0.2) that refuses."""
+    with started(tmp_path, ["127.0.0.1", "127.0.0.2"]) as running:
+        yield running
+
+
+def samples(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    return {
+        tuple(sorted(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name
+    }
+
+
+class TestMeasurement:
+    def test_every_request_is_counted_by_status_and_duration(self, proxy):
+        with httpx.Client(base_url=proxy.entry) as client:
+            codes = [client.get(path).status_code for path in ["/api/ok"] * 30 + ["/api/fail"] * 5]
+        assert codes.count(200) == 30
+        text = proxy.counters()
+        requests = samples(text, "entrypoint_requests_total")
+        assert requests == {
+            (("code", "200"), ("service", "web")): 30,
+            (("code", "500"), ("service", "web")): 5,
+        }
+        reading = parse(text)
+        assert reading.malformed == {}
+        web = reading.services["web"]
+        assert (web.requests, web.errors, web.cumulative[-1]) == (35, 5, 35)
+
+    def test_durations_land_in_their_buckets(self, proxy):
+        with httpx.Client(base_url=proxy.entry, timeout=10) as client:
+            for _ in range(10):
+                assert client.get("/api/sleep", params={"ms": 300}).status_code == 200
+        web = parse(proxy.counters()).services["web"]
+        assert 0.3 <= web.quantile(0.5) <= 0.4
+        upstream = samples(proxy.counters(), "entrypoint_upstream_response_duration_seconds_count")
+        assert upstream[(("service", "web"),)] >= 10
+
+    def test_a_retried_request_counts_once_and_each_try_at_its_task(self, proxy):
+        with httpx.Client(base_url=proxy.entry) as client:
+            codes = [client.get("/api/ok").status_code for _ in range(20)]
+        assert codes == [200] * 20
+        text = proxy.counters()
+        assert samples(text, "entrypoint_requests_total") == {(("code", "200"), ("service", "web")): 20}
+        tries = samples(text, "entrypoint_upstream_tries_total")
+        refused = tries.get((("service", "web"), ("status", "502"), ("upstream", proxy.refusing)), 0)
+        answered = tries[(("service", "web"), ("status", "200"), ("upstream", proxy.upstream))]
+        assert refused >= 1, tries  # the task that refuses was tried at least once, then left out
+        assert answered == 20
+        upstream_count = samples(text, "entrypoint_upstream_response_duration_seconds_count")
+        assert upstream_count[(("service", "web"),)] == refused + answered
+
+    def test_the_counters_outlive_a_reload(self, proxy):
+        with httpx.Client(base_url=proxy.entry) as client:
+            for _ in range(7):
+                client.get("/api/ok")
+        before = proxy.workers()
+        proxy.reload()
+        deadline = time.monotonic() + 10
+        while (proxy.workers() & before) and time.monotonic() < deadline:
+            time.sleep(0.1)  # the old workers finish and new ones start
+        assert not proxy.workers() & before, "nginx did not reload"
+        with httpx.Client(base_url=proxy.entry) as client:
+            client.get("/api/ok")
+        assert parse(proxy.counters()).services["web"].requests == 8
+
+    def test_requests_outside_the_proxied_location_are_not_counted(self, proxy):
+        assert httpx.get(proxy.entry + "/nginx-health").status_code == 200
+        assert parse(proxy.counters()).services == {}
+
+    def test_a_request_no_task_could_take_is_an_error_with_no_try(self, tmp_path):
+        with started(tmp_path, []) as no_tasks:
+            assert httpx.get(no_tasks.entry + "/api/ok").status_code == 502
+            text = no_tasks.counters()
+        web = parse(text).services["web"]
+        assert (web.requests, web.errors) == (1, 1)
+        assert samples(text, "entrypoint_upstream_tries_total") == {}
