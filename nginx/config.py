@@ -70,6 +70,9 @@ http {{
     init_by_lua_block {{
         require("monitor").init({{{edges}}})
     }}
+    init_worker_by_lua_block {{
+        require("monitor").init_worker()
+    }}
 
     upstream {UPSTREAM_NAME} {{
         least_conn;

@@ -1,15 +1,23 @@
--- Counts every proxied request in shared memory, in the log phase (after the response).
+-- Counts every proxied request, in the log phase (after the response).
 --
 -- Per service: the requests by status code, a histogram of the request durations
 -- ($request_time: first byte read to last byte sent), and for every upstream try (a
 -- retried request tried several tasks) its task, its status and its response time.
--- Shared memory outlives a reload (SIGHUP): the counters start from zero only when nginx
--- starts. Nothing here blocks: an increment is a few microseconds under the zone's lock.
+--
+-- A request adds to this worker's own tables; a timer adds them to shared memory every
+-- FLUSH_INTERVAL seconds, so that requests do not queue for the shared zone's lock.
+-- Shared memory outlives a reload (SIGHUP), and an exiting worker adds its last counts
+-- at once, so the counters start from zero only when nginx starts.
 
 local _M = {}
 
+local FLUSH_INTERVAL = 1
+
 local counters = ngx.shared.entrypoint_requests
+local find, gmatch, gsub, match = string.find, string.gmatch, string.gsub, string.match
 local edges = {}
+local pending = {}
+local flushing = false
 
 -- The histograms' upper bucket edges in seconds, ascending; a last, infinite bucket follows.
 function _M.init(bucket_edges)
@@ -34,7 +42,7 @@ local function bucket(seconds)
     return low
 end
 
-local function count(key, by)
+local function add(key, by)
     local _, err, forcible = counters:incr(key, by, 0)
     if err or forcible then
         -- The zone is full (err) or made room by dropping older keys (forcible): counted so
@@ -43,13 +51,67 @@ local function count(key, by)
     end
 end
 
+local function add_all(prefix, amounts)
+    for key, by in pairs(amounts) do
+        add(prefix .. key, by)
+    end
+end
+
+local function flush()
+    local batch = pending
+    pending = {}
+    for service, t in pairs(batch) do
+        add_all("r\t" .. service .. "\t", t.codes)
+        add_all("d\t" .. service .. "\t", t.durations)
+        add("s\t" .. service, t.seconds)
+        add_all("t\t" .. service .. "\t", t.tries)
+        add_all("u\t" .. service .. "\t", t.upstream)
+        add("v\t" .. service, t.upstream_seconds)
+    end
+end
+
+-- Starts this worker's timer; at exit (reload or stop) it fires once more, early.
+function _M.init_worker()
+    local ok, err = ngx.timer.every(FLUSH_INTERVAL, flush)
+    if ok then
+        flushing = true
+    else
+        ngx.log(ngx.ERR, "request counters: no flush timer, counting straight into shared memory: ", err)
+    end
+end
+
+local function tally(service)
+    local t = pending[service]
+    if not t then
+        t = { codes = {}, durations = {}, seconds = 0, tries = {}, upstream = {}, upstream_seconds = 0 }
+        pending[service] = t
+    end
+    return t
+end
+
+local function increment(map, key)
+    map[key] = (map[key] or 0) + 1
+end
+
+local function try(t, address, status, response_time)
+    -- An address with no port is the upstream group's name: no live task was there to try.
+    if address and find(address, ":", 1, true) then
+        increment(t.tries, address .. "\t" .. (status or "-"))
+        local seconds = tonumber(response_time)
+        if seconds then
+            increment(t.upstream, bucket(seconds))
+            t.upstream_seconds = t.upstream_seconds + seconds
+        end
+    end
+end
+
 -- The values of a multi-valued upstream variable: "a, b : c" (tries, then internal
 -- redirects; an address has a colon of its own, the separator has spaces around it).
 local function split(value)
     local parts = {}
-    if value and value ~= "" then
-        for part in string.gmatch(string.gsub(value, " : ", ", "), "[^,]+") do
-            parts[#parts + 1] = string.match(part, "^%s*(.-)%s*$")
+    if value then
+        for part in gmatch(gsub(value, " : ", ", "), "[^,]+") do
+            parts[#parts + 1] = match(part, "^%s*(.-)%s*$")
         end
     end
     return parts
@@ -61,24 +123,24 @@ function _M.log()
     if not service or service == "" then
         return
     end
+    local t = tally(service)
     local seconds = tonumber(var.request_time) or 0
-    count("r\t" .. service .. "\t" .. var.status, 1)
-    count("d\t" .. service .. "\t" .. bucket(seconds), 1)
-    count("s\t" .. service, seconds)
+    increment(t.codes, ngx.status)
+    increment(t.durations, bucket(seconds))
+    t.seconds = t.seconds + seconds
 
-    local addresses = split(var.upstream_addr)
-    local statuses = split(var.upstream_status)
-    local times = split(var.upstream_response_time)
-    for index, address in ipairs(addresses) do
-        -- An address with no port is the upstream group's name: no live task was there to try.
-        if string.find(address, ":", 1, true) then
-            count("t\t" .. service .. "\t" .. address .. "\t" .. (statuses[index] or "-"), 1)
-            local upstream_seconds = tonumber(times[index])
-            if upstream_seconds then
-                count("u\t" .. service .. "\t" .. bucket(upstream_seconds), 1)
-                count("v\t" .. service, upstream_seconds)
-            end
+    local addresses = var.upstream_addr
+    if addresses and not find(addresses, ",", 1, true) and not find(addresses, " : ", 1, true) then
+        try(t, addresses, var.upstream_status, var.upstream_response_time)
+    elseif addresses then
+        local statuses, times = split(var.upstream_status), split(var.upstream_response_time)
+        for index, address in ipairs(split(addresses)) do
+            try(t, address, statuses[index], times[index])
         end
+    end
+    if not flushing or ngx.worker.exiting() then
+        -- This worker's timer will not fire again: no count may wait for it.
+        flush()
     end
 end
 

@@ -22,6 +22,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from autoscaler.traffic import parse
 from nginx.config import ProxySettings, render
 
+FLUSH_INTERVAL = 1.0
+"""Seconds between two additions of a worker's counts to shared memory (monitor.lua)."""
+
 
 def free_port() -> int:
     with socket.socket() as probe:
@@ -56,6 +59,7 @@ class Proxy:
     refusing: str
 
     def counters(self) -> str:
+        time.sleep(FLUSH_INTERVAL + 0.2)  # each worker adds its counts to shared memory once a second
         return httpx.get(self.metrics, timeout=5).text
 
     def reload(self) -> None:
