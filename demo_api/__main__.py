@@ -2,29 +2,35 @@
 
 GET /api/health answers at once; GET /api/work?ms=N burns N milliseconds of CPU time
 (at most MAX_WORK_MS) and reports which address served it, so that a client can see
-the load balancer spread requests over the tasks.
+the load balancer spread requests over the tasks. GET /api/wait?ms=N waits N
+milliseconds in one of WAIT_WORKERS slots (4): its latency grows with concurrency while
+its CPU stays low, like a service waiting on a database. GET /api/flaky?p=F fails a
+fraction F of the requests with a 500.
 """
 
 from __future__ import annotations
 
 import json
+import random
 import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 import structlog
 
-from common.config import read_port
+from common.config import read_int, read_port
 from common.lifecycle import load_or_exit
 
 log = structlog.get_logger("demo_api")
 
 MAX_WORK_MS = 5000
+MAX_WAIT_WORKERS = 1000
 
 
 def burn_cpu(milliseconds: int) -> None:
@@ -34,14 +40,37 @@ def burn_cpu(milliseconds: int) -> None:
         pass
 
 
-def work_milliseconds(query: str) -> int | None:
-    """The ``ms`` parameter, or None when it is not a whole number in 0..MAX_WORK_MS."""
-    values = parse_qs(query).get("ms", ["10"])
+Number = TypeVar("Number", int, float)
+
+
+def _parameter(
+    query: str, name: str, default: str, convert: Callable[[str], Number], highest: Number
+) -> Number | None:
+    """The query's parameter ``name``, or None when it is not a number in 0..highest."""
     try:
-        milliseconds = int(values[0])
+        value = convert(parse_qs(query).get(name, [default])[0])
     except ValueError:
         return None
-    return milliseconds if 0 <= milliseconds <= MAX_WORK_MS else None
+    return value if 0 <= value <= highest else None
+
+
+def work_milliseconds(query: str) -> int | None:
+    """The ``ms`` parameter (default 10), or None when it is not a whole number in 0..MAX_WORK_MS."""
+    return _parameter(query, "ms", "10", int, MAX_WORK_MS)
+
+
+def failure_fraction(query: str) -> float | None:
+    """The ``p`` parameter (default 0.1), or None when it is not a number in 0..1."""
+    return _parameter(query, "p", "0.1", float, 1.0)
+
+
+class DemoServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], wait_workers: int) -> None:
+        super().__init__(address, Handler)
+        self.wait_slots = threading.BoundedSemaphore(wait_workers)
+        """The workers /api/wait queues for: requests beyond them wait their turn."""
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -76,17 +105,52 @@ class Handler(BaseHTTPRequestHandler):
                     "cpu_ms": milliseconds,
                 },
             )
+        elif url.path == "/api/wait":
+            self._wait(url.query)
+        elif url.path == "/api/flaky":
+            self._flaky(url.query)
         else:
             self._send(HTTPStatus.NOT_FOUND, {"error": "not found"})
+
+    def _wait(self, query: str) -> None:
+        milliseconds = work_milliseconds(query)
+        if milliseconds is None:
+            self._send(HTTPStatus.BAD_REQUEST, {"error": f"ms must be a whole number in 0..{MAX_WORK_MS}"})
+            return
+        assert isinstance(self.server, DemoServer)  # noqa: S101 - main() serves with a DemoServer
+        queued_at = time.monotonic()
+        with self.server.wait_slots:
+            started_at = time.monotonic()
+            time.sleep(milliseconds / 1000)
+        self._send(
+            HTTPStatus.OK,
+            {
+                "served_by": self.connection.getsockname()[0],
+                "queued_ms": round(1000 * (started_at - queued_at)),
+            },
+        )
+
+    def _flaky(self, query: str) -> None:
+        fraction = failure_fraction(query)
+        if fraction is None:
+            self._send(HTTPStatus.BAD_REQUEST, {"error": "p must be a number in 0..1"})
+        elif random.random() < fraction:  # noqa: S311 - a demo's failures, not a secret
+            self._send(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": "failed on purpose"})
+        else:
+            self._send(HTTPStatus.OK, {"served_by": self.connection.getsockname()[0]})
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002, ANN401 - the base class's signature
         """Requests are not logged one by one: the load balancer sees them all."""
 
 
 def main() -> None:
-    port = load_or_exit(lambda environ: read_port(environ, "PORT", 8000))
-    server = ThreadingHTTPServer(("0.0.0.0", port), Handler)  # noqa: S104 - a service in a container
-    server.daemon_threads = True
+    port, wait_workers = load_or_exit(
+        lambda environ: (
+            read_port(environ, "PORT", 8000),
+            read_int(environ, "WAIT_WORKERS", 4, minimum=1, maximum=MAX_WAIT_WORKERS),
+        )
+    )
+    server = DemoServer(("0.0.0.0", port), wait_workers)  # noqa: S104 - a service in a container
 
     def stop(_signum: int, _frame: object) -> None:
         # shutdown() waits for serve_forever() to return, so it cannot run on the serving thread.
@@ -94,7 +158,7 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    log.info("demo api started", port=port)
+    log.info("demo api started", port=port, wait_workers=wait_workers)
     server.serve_forever()
     log.info("demo api stopped")
 

@@ -1,18 +1,18 @@
 import asyncio
 import threading
-from http.server import ThreadingHTTPServer
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
 
-from demo_api.__main__ import Handler, work_milliseconds
+from demo_api.__main__ import DemoServer, failure_fraction, work_milliseconds
 from loadtest.__main__ import Outcome, parse_arguments, percentile, run_load, summarize
 
 
 @pytest.fixture
 def demo_api():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
+    server = DemoServer(("127.0.0.1", 0), wait_workers=2)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
@@ -34,6 +34,29 @@ class TestDemoApi:
         assert work["cpu_ms"] == 5
         assert httpx.get(demo_api + "/api/work?ms=oops").status_code == 400
         assert httpx.get(demo_api + "/elsewhere").status_code == 404
+
+    @pytest.mark.parametrize(
+        ("query", "expected"), [("p=0.25", 0.25), ("", 0.1), ("p=1.5", None), ("p=x", None)]
+    )
+    def test_failure_parameter(self, query, expected):
+        assert failure_fraction(query) == expected
+
+    def test_wait_queues_beyond_its_workers(self, demo_api):
+        # Six requests of 200 ms through two workers take at least three rounds.
+        started = time.monotonic()
+        with ThreadPoolExecutor(6) as pool:
+            answers = list(pool.map(lambda _: httpx.get(demo_api + "/api/wait?ms=200", timeout=30), range(6)))
+        assert time.monotonic() - started >= 0.6
+        assert [answer.status_code for answer in answers] == [200] * 6
+        assert max(answer.json()["queued_ms"] for answer in answers) > 0
+        assert httpx.get(demo_api + "/api/wait?ms=oops").status_code == 400
+
+    def test_flaky_fails_the_fraction_asked_for(self, demo_api):
+        with httpx.Client() as client:
+            assert {client.get(demo_api + "/api/flaky?p=1").status_code for _ in range(5)} == {500}
+            assert {client.get(demo_api + "/api/flaky?p=0").status_code for _ in range(5)} == {200}
+            codes = [client.get(demo_api + "/api/flaky?p=0.5").status_code for _ in range(200)]
+        assert 60 <= codes.count(500) <= 140  # binomial(200, 0.5): outside this about once in 10^8 runs
 
 
 class TestSummarize:
