@@ -38,8 +38,9 @@ class AgentSettings:
 
 
 def load(environ: Mapping[str, str]) -> AgentSettings:
+    service = read_name(environ, "UPSTREAM_SERVICE", "demo-api")
     return AgentSettings(
-        service=read_name(environ, "UPSTREAM_SERVICE", "demo-api"),
+        service=service,
         sync_interval=read_float(environ, "UPSTREAM_SYNC_INTERVAL", 1.0, minimum=0.1, maximum=3600),
         config_path=Path(read_str(environ, "NGINX_CONFIG", "/etc/nginx/nginx.conf")),
         proxy=ProxySettings(
@@ -47,7 +48,7 @@ def load(environ: Mapping[str, str]) -> AgentSettings:
             location=read_str(environ, "PROXY_LOCATION", "/api/"),
             upstream_port=read_port(environ, "UPSTREAM_PORT", 8000),
             workers=read_str(environ, "NGINX_WORKERS", "auto"),
-            service=read_name(environ, "UPSTREAM_SERVICE", "demo-api"),
+            service=service,
             metrics_port=read_port(environ, "METRICS_PORT", 9145),
         ),
     )

@@ -11,7 +11,7 @@ UPSTREAM_NAME = "backend"
 LUA_DIRECTORY = Path(__file__).parent / "lua"
 """monitor.lua counts the requests, metrics.lua writes them out."""
 COUNTERS_ZONE_SIZE = "10m"
-"""Shared memory for the request counters: about 60 services with 50 tasks each."""
+"""Shared memory for the request counters; counts a full zone could not keep are counted as lost."""
 
 DECADE = (1, 1.25, 1.5, 2, 2.5, 3, 4, 5, 6, 8)
 DURATION_BUCKETS = (*(round(step * 10.0**power, 6) for power in range(-3, 2) for step in DECADE), 100.0)

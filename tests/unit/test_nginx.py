@@ -6,7 +6,8 @@ from dataclasses import replace
 import pytest
 import structlog
 
-from nginx.agent import AgentSettings, ConfigRejectedError, LookupFailedError, UpstreamAgent, install
+from common.config import ConfigError
+from nginx.agent import AgentSettings, ConfigRejectedError, LookupFailedError, UpstreamAgent, install, load
 from nginx.config import ProxySettings, render, upstream_addresses
 
 PROXY = ProxySettings(
@@ -116,3 +117,14 @@ class TestUpstreamAgent:
         (tmp_path / "nginx.conf.candidate").rmdir()
         asyncio.run(agent.sync_once())
         assert upstream_addresses(settings.config_path.read_text()) == ["10.0.1.6"]
+
+
+class TestSettings:
+    def test_the_service_counts_under_its_own_name(self):
+        settings = load({"UPSTREAM_SERVICE": "web", "METRICS_PORT": "9200"})
+        assert (settings.service, settings.proxy.service, settings.proxy.metrics_port) == ("web", "web", 9200)
+
+    @pytest.mark.parametrize("name", ["we$b", 'web"; deny all; "', "-web"])
+    def test_a_service_name_nginx_would_read_as_more_is_refused(self, name):
+        with pytest.raises(ConfigError, match="UPSTREAM_SERVICE"):
+            load({"UPSTREAM_SERVICE": name})
