@@ -64,12 +64,16 @@ class DaemonState:
     scale_failures: Counter[str] = field(default_factory=Counter)
     last_check_at: float | None = None
     last_successful_check_at: float | None = None
-    docker_error: str | None = None
     collectors_answered: int = 0
     freshest_sample_at: float | None = None
     nodes_unmeasured: list[str] = field(default_factory=list)
     """Nodes running tasks of autoscaled services whose collector did not answer."""
     problems: Problems = field(default_factory=Problems)
+
+    @property
+    def docker_error(self) -> str | None:
+        """Why the last check could not list the services, if it could not."""
+        return self.problems.active.get(("docker", "services"))
 
 
 class Autoscaler:
@@ -114,10 +118,8 @@ class Autoscaler:
         try:
             services, malformed = await asyncio.to_thread(self._swarm.autoscaled_services)
         except Exception as error:  # noqa: BLE001 - any failure to reach Docker is reported the same way
-            state.docker_error = repr(error)
             state.problems.set("docker", "services", repr(error))
             return
-        state.docker_error = None
         state.problems.clear("docker", "services")
         state.problems.report("service_entry", malformed)
         await self._load_state(services)

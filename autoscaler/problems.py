@@ -34,7 +34,7 @@ class Problems:
 
     def report(self, kind: str, found: Mapping[str, str]) -> None:
         """The problems of ``kind`` now, by subject: all of them, replacing the last report."""
-        for gone in [subject for which, subject in self.active if which == kind and subject not in found]:
+        for gone in set(self.of_kind(kind)) - set(found):
             self.clear(kind, gone)
         for subject, problem in found.items():
             self.set(kind, subject, problem)
