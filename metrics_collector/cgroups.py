@@ -7,9 +7,11 @@ systemd drivers.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
+_COUNT = re.compile(r"-?[0-9]+")
 UNLIMITED_V1_BYTES = 1 << 62
 """cgroup v1 writes 'no memory limit' as a huge number near 2**63 rounded to a page."""
 
@@ -47,7 +49,7 @@ class Usage:
 def parse_count(text: str, what: str) -> int:
     """A whole number as the kernel writes it (ASCII digits, maybe a minus sign)."""
     value = text.strip()
-    if not value.lstrip("-").isascii() or not value.lstrip("-").isdigit():
+    if not _COUNT.fullmatch(value):
         raise MalformedCgroupError(f"{what}: not a number: {text[:40]!r}")
     return int(value)
 

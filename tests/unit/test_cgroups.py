@@ -3,10 +3,12 @@ from pathlib import Path
 import pytest
 
 from metrics_collector.cgroups import (
+    MalformedCgroupError,
     Usage,
     host_memory_bytes,
     locate,
     parse_cfs_quota,
+    parse_count,
     parse_cpu_max,
     parse_memory_limit,
     read_usage,
@@ -28,6 +30,15 @@ class TestParsers:
     )
     def test_cfs_quota(self, quota, period, cores):
         assert parse_cfs_quota(quota, period) == cores
+
+    @pytest.mark.parametrize(("text", "count"), [("42\n", 42), ("-1", -1), (" 0 ", 0)])
+    def test_a_count_as_the_kernel_writes_it(self, text, count):
+        assert parse_count(text, "file") == count
+
+    @pytest.mark.parametrize("text", ["", "--5", "5-", "1_000", "\u0663", "1.5", "-"])
+    def test_anything_else_is_malformed_not_a_crash(self, text):
+        with pytest.raises(MalformedCgroupError, match="file: not a number"):
+            parse_count(text, "file")
 
     @pytest.mark.parametrize(
         ("text", "limit"), [("max\n", None), ("134217728\n", 134217728), ("9223372036854771712\n", None)]
