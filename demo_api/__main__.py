@@ -16,15 +16,14 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import structlog
 
-from common.config import read_int, read_port
+from common.config import ConfigError, parse_float, parse_int, read_int, read_port
 from common.lifecycle import load_or_exit
 
 log = structlog.get_logger("demo_api")
@@ -40,28 +39,24 @@ def burn_cpu(milliseconds: int) -> None:
         pass
 
 
-Number = TypeVar("Number", int, float)
-
-
-def _parameter(
-    query: str, name: str, default: str, convert: Callable[[str], Number], highest: Number
-) -> Number | None:
-    """The query's parameter ``name``, or None when it is not a number in 0..highest."""
-    try:
-        value = convert(parse_qs(query).get(name, [default])[0])
-    except ValueError:
-        return None
-    return value if 0 <= value <= highest else None
+def _query_value(query: str, name: str, default: str) -> str:
+    return parse_qs(query).get(name, [default])[0]
 
 
 def work_milliseconds(query: str) -> int | None:
     """The ``ms`` parameter (default 10), or None when it is not a whole number in 0..MAX_WORK_MS."""
-    return _parameter(query, "ms", "10", int, MAX_WORK_MS)
+    try:
+        return parse_int("ms", _query_value(query, "ms", "10"), minimum=0, maximum=MAX_WORK_MS)
+    except ConfigError:
+        return None
 
 
 def failure_fraction(query: str) -> float | None:
     """The ``p`` parameter (default 0.1), or None when it is not a number in 0..1."""
-    return _parameter(query, "p", "0.1", float, 1.0)
+    try:
+        return parse_float("p", _query_value(query, "p", "0.1"), minimum=0, maximum=1)
+    except ConfigError:
+        return None
 
 
 class DemoServer(ThreadingHTTPServer):
