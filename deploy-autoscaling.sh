@@ -204,6 +204,7 @@ deploy() {
     cat <<ENDPOINTS
 Stack $STACK_NAME is up.
   demo API (through nginx)  http://127.0.0.1:${PUBLISHED_PORT:-80}/api/health
+  request counters (nginx)  http://127.0.0.1:${ENTRYPOINT_METRICS_PORT:-9145}/metrics
   autoscaler                http://127.0.0.1:${AUTOSCALER_PORT:-8080}/status  /health  /metrics
   metrics collector         http://127.0.0.1:${COLLECTOR_PORT:-8090}/v1/services  /health  /metrics
 ENDPOINTS
