@@ -67,8 +67,11 @@ http {{
     lua_package_path "{LUA_DIRECTORY}/?.lua;;";
     # Shared memory outlives a reload, and the request counters with it.
     lua_shared_dict entrypoint_requests {COUNTERS_ZONE_SIZE};
+    # Loaded by the master, as root, before the workers start: they inherit the modules
+    # and never read the files themselves (as nobody, who may not be allowed to).
     init_by_lua_block {{
         require("monitor").init({{{edges}}})
+        require("metrics")
     }}
     init_worker_by_lua_block {{
         require("monitor").init_worker()
