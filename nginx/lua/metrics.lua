@@ -72,6 +72,11 @@ function _M.write()
             lost = value
         end
     end
+    for _, service in ipairs(monitor.services()) do
+        -- A service is reported before its first request, with empty histograms.
+        durations[service] = durations[service] or {}
+        upstream[service] = upstream[service] or {}
+    end
     local lines = {}
     counter(lines, "entrypoint_requests_total", "Requests answered, by service and status code.", requests)
     histogram(lines, "entrypoint_request_duration_seconds",

@@ -8,6 +8,11 @@
 -- FLUSH_INTERVAL seconds, so that requests do not queue for the shared zone's lock.
 -- Shared memory outlives a reload (SIGHUP), and an exiting worker adds its last counts
 -- at once, so the counters start from zero only when nginx starts.
+--
+-- What a request needs comes in one nginx variable, $entry_request (a map in nginx.conf):
+-- "<status> <request time> <upstream addresses>|<upstream statuses>|<upstream times>".
+-- Reading a variable costs more than all the rest of the counting (the call into nginx
+-- runs in LuaJIT's interpreter), so one is read instead of six.
 
 local _M = {}
 
@@ -16,16 +21,23 @@ local FLUSH_INTERVAL = 1
 local counters = ngx.shared.entrypoint_requests
 local find, gmatch, gsub, match = string.find, string.gmatch, string.gsub, string.match
 local edges = {}
+local services = {}
 local pending = {}
 local flushing = false
 
--- The histograms' upper bucket edges in seconds, ascending; a last, infinite bucket follows.
-function _M.init(bucket_edges)
+-- The histograms' upper bucket edges in seconds, ascending (a last, infinite bucket
+-- follows), and the services counted, which are reported from the start with zero counts.
+function _M.init(bucket_edges, service_names)
     edges = bucket_edges
+    services = service_names
 end
 
 function _M.edges()
     return edges
+end
+
+function _M.services()
+    return services
 end
 
 -- The bucket a duration falls in: the first whose edge is at least the duration.
@@ -57,20 +69,26 @@ local function add_all(prefix, amounts)
     end
 end
 
-local function flush()
+local function flush(premature)
+    if premature then
+        -- The worker is exiting (reload or stop): from now on every request adds its own counts.
+        flushing = false
+    end
     local batch = pending
     pending = {}
     for service, t in pairs(batch) do
         add_all("r\t" .. service .. "\t", t.codes)
         add_all("d\t" .. service .. "\t", t.durations)
         add("s\t" .. service, t.seconds)
-        add_all("t\t" .. service .. "\t", t.tries)
+        for address, statuses in pairs(t.tries) do
+            add_all("t\t" .. service .. "\t" .. address .. "\t", statuses)
+        end
         add_all("u\t" .. service .. "\t", t.upstream)
         add("v\t" .. service, t.upstream_seconds)
     end
 end
 
--- Starts this worker's timer; at exit (reload or stop) it fires once more, early.
+-- Starts this worker's timer; at exit (reload or stop) it fires once more, early (premature).
 function _M.init_worker()
     local ok, err = ngx.timer.every(FLUSH_INTERVAL, flush)
     if ok then
@@ -96,7 +114,12 @@ end
 local function try(t, address, status, response_time)
     -- An address with no port is the upstream group's name: no live task was there to try.
     if address and find(address, ":", 1, true) then
-        increment(t.tries, address .. "\t" .. (status or "-"))
+        local statuses = t.tries[address]
+        if not statuses then
+            statuses = {}
+            t.tries[address] = statuses
+        end
+        increment(statuses, status or "-")
         local seconds = tonumber(response_time)
         if seconds then
             increment(t.upstream, bucket(seconds))
@@ -117,28 +140,30 @@ local function split(value)
     return parts
 end
 
-function _M.log()
-    local var = ngx.var
-    local service = var.entry_service
-    if not service or service == "" then
+-- Counts the request just answered under ``service``'s name.
+function _M.log(service)
+    local status, request_time, addresses, statuses, times =
+        match(ngx.var.entry_request, "^(%d+) (%S+) ([^|]*)|([^|]*)|(.*)$")
+    if not status then
         return
     end
     local t = tally(service)
-    local seconds = tonumber(var.request_time) or 0
-    increment(t.codes, ngx.status)
+    local seconds = tonumber(request_time) or 0
+    increment(t.codes, status)
     increment(t.durations, bucket(seconds))
     t.seconds = t.seconds + seconds
 
-    local addresses = var.upstream_addr
-    if addresses and not find(addresses, ",", 1, true) and not find(addresses, " : ", 1, true) then
-        try(t, addresses, var.upstream_status, var.upstream_response_time)
-    elseif addresses then
-        local statuses, times = split(var.upstream_status), split(var.upstream_response_time)
+    if addresses == "" then
+        -- No upstream was tried (the request was answered by nginx itself).
+    elseif not find(addresses, ",", 1, true) and not find(addresses, " : ", 1, true) then
+        try(t, addresses, statuses, times)
+    else
+        statuses, times = split(statuses), split(times)
         for index, address in ipairs(split(addresses)) do
             try(t, address, statuses[index], times[index])
         end
     end
-    if not flushing or ngx.worker.exiting() then
+    if not flushing then
         -- This worker's timer will not fire again: no count may wait for it.
         flush()
     end

@@ -197,7 +197,13 @@ class TestMeasurement:
     def test_requests_outside_the_proxied_location_are_not_counted(self, proxy):
         assert httpx.get(proxy.entry + "/nginx-health").status_code == 200
         time.sleep(2 * FLUSH_INTERVAL)
-        assert parse(proxy.counters(0)).services == {}
+        web = parse(proxy.counters(0)).services["web"]
+        assert (web.requests, web.cumulative[-1]) == (0, 0)
+
+    def test_a_service_is_reported_before_its_first_request(self, proxy):
+        text = httpx.get(proxy.metrics).text
+        assert parse(text).services["web"].requests == 0
+        assert samples(text, "entrypoint_request_duration_seconds_count") == {(("service", "web"),): 0}
 
     def test_a_request_no_task_could_take_is_an_error_with_no_try(self, tmp_path):
         with started(tmp_path, []) as no_tasks:
