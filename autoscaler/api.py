@@ -11,6 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
 
 from autoscaler.daemon import DaemonState, ServiceRecord
+from autoscaler.traffic import Window
 from common.http import Handler, Response
 
 STALE_CHECKS = 3
@@ -43,6 +44,22 @@ def health_problems(state: DaemonState, now: float, check_interval: float, max_a
     return problems
 
 
+REPORTED_QUANTILES = {"p50": 0.5, "p95": 0.95, "p99": 0.99}
+
+
+def requests_status(window: Window, ready_replicas: int | None) -> dict[str, Any]:
+    """The service's requests over the window, as /status shows them."""
+    latency = {name: window.latency_ms(q) for name, q in REPORTED_QUANTILES.items()}
+    return {
+        "window_seconds": round(window.seconds, 3),
+        "requests": window.counters.requests,
+        "per_second": round(window.rate, 3),
+        "per_second_per_ready_replica": round(window.rate / ready_replicas, 3) if ready_replicas else None,
+        "latency_ms": {name: None if value is None else round(value, 1) for name, value in latency.items()},
+        "error_percent": None if window.error_percent is None else round(window.error_percent, 3),
+    }
+
+
 def _service_status(record: ServiceRecord) -> dict[str, Any]:
     entry: dict[str, Any] = {"config_error": record.config_error}
     if record.policy is not None and record.config_error is None:
@@ -59,6 +76,10 @@ def _service_status(record: ServiceRecord) -> dict[str, Any]:
     if record.observation is not None:
         entry["ready_replicas"] = record.observation.ready_replicas
         entry["unmeasured_tasks"] = record.observation.unmeasured_tasks
+        entry["behind_entry_point"] = record.observation.behind_entry_point
+    if record.requests is not None:
+        ready = record.observation.ready_replicas if record.observation else None
+        entry["requests"] = requests_status(record.requests, ready)
     return entry
 
 
@@ -72,6 +93,8 @@ def status(state: DaemonState) -> dict[str, Any]:
         "last_successful_check_at": state.last_successful_check_at,
         "collectors_answered": state.collectors_answered,
         "nodes_unmeasured": state.nodes_unmeasured,
+        "entry_points_answered": state.entry_points_answered,
+        "requests_read_at": state.requests_read_at,
         "docker_error": state.docker_error,
         "restored_services": state.restored_services,
         "problems": state.problems.listing(),

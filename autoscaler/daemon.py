@@ -19,11 +19,13 @@ import structlog
 from autoscaler import core
 from autoscaler.collectors import Reading, Resolver, read_collectors, resolve_all
 from autoscaler.core import Decision, Observation, Policy, ServiceState
+from autoscaler.entrypoint import History, RequestReading, read_entry_points
 from autoscaler.policy import service_policy
 from autoscaler.problems import Problems
 from autoscaler.settings import Settings
 from autoscaler.state_store import ConfigStateStore
-from autoscaler.swarm import RunningTask, StaleServiceError, Swarm, SwarmService
+from autoscaler.swarm import STACK_NAMESPACE_LABEL, RunningTask, StaleServiceError, Swarm, SwarmService
+from autoscaler.traffic import Window
 from common.config import ConfigError
 from common.lifecycle import sleep_unless_stopped
 
@@ -42,6 +44,8 @@ class ServiceRecord:
     policy: Policy | None = None
     config_error: str | None = None
     observation: Observation | None = None
+    requests: Window | None = None
+    """The requests the entry point answered for the service over the last window."""
     labels: dict[str, str] | None = None
     """The labels at the last check, to tell which label an operator just changed."""
 
@@ -68,12 +72,39 @@ class DaemonState:
     freshest_sample_at: float | None = None
     nodes_unmeasured: list[str] = field(default_factory=list)
     """Nodes running tasks of autoscaled services whose collector did not answer."""
+    entry_points_answered: int = 0
+    requests_read_at: float | None = None
+    """When the entry point last answered."""
+    behind_entry_point: set[str] = field(default_factory=set)
+    """Services an entry point has counted since the daemon started."""
+    request_history: History = field(default_factory=dict)
+    """The entry points' counters over the last window."""
     problems: Problems = field(default_factory=Problems)
 
     @property
     def docker_error(self) -> str | None:
         """Why the last check could not list the services, if it could not."""
         return self.problems.active.get(("docker", "services"))
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What one check read from outside, for every service."""
+
+    reading: Reading
+    tasks: list[RunningTask] | None
+    requests: RequestReading
+
+
+def _request_fields(window: Window, read_at: float, policy: Policy) -> dict[str, float | None]:
+    """The observation's request metrics from the service's window at the entry point."""
+    return {
+        "requests": window.counters.requests,
+        "requests_per_second": window.rate,
+        "latency_ms": window.latency_ms(policy.latency_percentile / 100),
+        "error_percent": window.error_percent,
+        "requests_read_at": read_at,
+    }
 
 
 class Autoscaler:
@@ -126,9 +157,13 @@ class Autoscaler:
         tasks = await self._running_tasks()
         reading = await read_collectors(self.settings.collectors, self._http, self._resolve)
         self._note_collectors(reading, services, tasks)
+        requests, state.request_history = await read_entry_points(
+            self.settings.entry_point, self._http, self._resolve, state.request_history, self._clock
+        )
+        self._note_entry_points(requests)
         for service in services:
             try:
-                await self._handle(service, reading, tasks, now)
+                await self._handle(service, Inputs(reading, tasks, requests), now)
                 state.problems.clear("decision", service.name)
             except Exception as error:
                 log.exception("decision failed", service=service.name)
@@ -190,12 +225,37 @@ class Autoscaler:
             sorted(nodes - reading.nodes) if reading.nodes or not reading.services else []
         )
 
+    def _note_entry_points(self, requests: RequestReading) -> None:
+        state = self.state
+        state.problems.report("entrypoint", requests.errors)
+        state.problems.report("entrypoint_entry", requests.entry_problems)
+        state.entry_points_answered = requests.instances_answered
+        if requests.instances_answered:
+            state.requests_read_at = requests.read_at
+        state.behind_entry_point.update(requests.counted)
+
+    def _requests(self, service: SwarmService, requests: RequestReading) -> tuple[bool, Window | None]:
+        """Whether an entry point proxies to the service, and its requests over the window.
+
+        The entry point counts a service under the name it has in its stack
+        (``demo-api`` for ``mystack_demo-api``).
+        """
+        namespace = service.labels.get(STACK_NAMESPACE_LABEL)
+        names = {service.name, service.name.removeprefix(f"{namespace}_") if namespace else service.name}
+        behind = bool(names & self.state.behind_entry_point)
+        window = next((requests.windows[name] for name in sorted(names) if name in requests.windows), None)
+        return behind, window
+
     @staticmethod
-    def _observe(service: SwarmService, reading: Reading, tasks: list[RunningTask] | None) -> Observation:
+    def _observe(
+        service: SwarmService, inputs: Inputs, policy: Policy, requests: tuple[bool, Window | None]
+    ) -> Observation:
         """What is known of the service; tasks no collector measured make it incomplete."""
         assert service.replicas is not None  # noqa: S101 - global services are skipped before
+        reading, tasks = inputs.reading, inputs.tasks
         metrics = reading.services.get(service.name)
         measured = metrics.task_ids if metrics else frozenset()
+        behind, window = requests
         if tasks is not None:
             running = {task.id for task in tasks if task.service_id == service.id}
             ready, unmeasured = len(running & measured), len(running - measured)
@@ -210,6 +270,8 @@ class Autoscaler:
             sampled_at=metrics.sampled_at if metrics else None,
             unmeasured_tasks=unmeasured,
             changed_at=service.updated_at,
+            behind_entry_point=behind,
+            **(_request_fields(window, inputs.requests.read_at, policy) if window else {}),
         )
 
     def _parse_policy(self, service: SwarmService, before: dict[str, str] | None) -> Policy:
@@ -234,18 +296,18 @@ class Autoscaler:
         record.config_error, record.policy = None, policy
         return policy
 
-    async def _handle(
-        self, service: SwarmService, reading: Reading, tasks: list[RunningTask] | None, now: float
-    ) -> None:
+    async def _handle(self, service: SwarmService, inputs: Inputs, now: float) -> None:
         state = self.state
         record = state.services.setdefault(service.name, ServiceRecord())
         policy = self._policy(service, record)
         if policy is None:
             return
         memory = state.memory.get(service.id, ServiceState())
+        requests = self._requests(service, inputs.requests)
+        record.requests = requests[1]
         changed = False
         for attempt in range(1, STALE_RETRIES + 1):
-            observation = self._observe(service, reading, tasks)
+            observation = self._observe(service, inputs, policy, requests)
             decision = core.decide(observation, policy, memory, now)
             self._record_decision(service, record, observation, decision, policy, now)
             if not decision.changes or policy.dry_run:

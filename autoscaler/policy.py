@@ -30,7 +30,7 @@ ENABLE_LABEL = "autoscaler.enable"
 # Variables that make up a policy, with their defaults ("" where the default is derived).
 POLICY_VARIABLES: dict[str, str] = {
     "SCALING_ALGORITHM": "linear",
-    "SCALING_METRICS": "cpu,memory",
+    "SCALING_METRICS": "",
     "MIN_REPLICAS": "2",
     "MAX_REPLICAS": "10",
     "COOLDOWN_PERIOD": "120",
@@ -53,6 +53,9 @@ POLICY_VARIABLES: dict[str, str] = {
     "RESPONSE_TIME_SCALE_UP_MS": "1000",
     "RESPONSE_TIME_SCALE_DOWN_MS": "200",
     "ERROR_RATE_SCALE_UP_THRESHOLD": "5",
+    "RESPONSE_TIME_PERCENTILE": "95",
+    "MIN_REQUESTS_PER_WINDOW": "20",
+    "TARGET_RPS_PER_REPLICA": "",
     "METRICS_MAX_AGE": "90",
     "REPLICA_STARTUP_TIME": "60",
     "PREDICTIVE_SEASON": "86400",
@@ -89,6 +92,9 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "RESPONSE_TIME_SCALE_UP_MS": (1, 1000 * DAY),
     "RESPONSE_TIME_SCALE_DOWN_MS": (0, 1000 * DAY),
     "ERROR_RATE_SCALE_UP_THRESHOLD": (0, 100),
+    "RESPONSE_TIME_PERCENTILE": (1, 99.9),
+    "MIN_REQUESTS_PER_WINDOW": (1, 1_000_000_000),
+    "TARGET_RPS_PER_REPLICA": (0.001, 1_000_000_000),
     "METRICS_MAX_AGE": (1, DAY),
     "REPLICA_STARTUP_TIME": (0, DAY),
     "PREDICTIVE_SEASON": (60, WEEK),
@@ -180,13 +186,31 @@ class _Parser:
         return minimum, maximum
 
 
-def _metrics(source: Mapping[str, str]) -> tuple[Metric, ...]:
-    text = raw(source, "SCALING_METRICS") or POLICY_VARIABLES["SCALING_METRICS"]
+DEFAULT_METRICS: tuple[Metric, ...] = ("cpu", "memory", "latency", "errors")
+"""Without SCALING_METRICS: these (latency and errors only behind the entry point), and rps with a target."""
+RPS_SCALE_DOWN_FRACTION = 0.5
+"""linear and exponential scale down below this fraction of TARGET_RPS_PER_REPLICA."""
+
+
+def _metrics(source: Mapping[str, str], rps: Thresholds | None) -> tuple[tuple[Metric, ...], bool]:
+    """The metrics to scale on, and whether they are the default ones."""
+    text = raw(source, "SCALING_METRICS")
+    if text is None:
+        return (*DEFAULT_METRICS, *(("rps",) if rps else ())), True
     names = tuple(name.strip() for name in text.split(",") if name.strip())
     unknown = [name for name in names if name not in METRICS]
     if unknown or not names:
         raise ConfigError("SCALING_METRICS", text, f"must be a comma-separated list of {', '.join(METRICS)}")
-    return tuple(dict.fromkeys(cast("tuple[Metric, ...]", names)))
+    if "rps" in names and rps is None:
+        raise ConfigError("SCALING_METRICS", text, "rps needs TARGET_RPS_PER_REPLICA")
+    return tuple(dict.fromkeys(cast("tuple[Metric, ...]", names))), False
+
+
+def _rps(source: Mapping[str, str]) -> Thresholds | None:
+    if raw(source, "TARGET_RPS_PER_REPLICA") is None:
+        return None
+    goal = _number(source, "TARGET_RPS_PER_REPLICA", 0.0)
+    return Thresholds(up=goal, down=goal * RPS_SCALE_DOWN_FRACTION)
 
 
 def _rate(source: Mapping[str, str], direction: str) -> RateLimit:
@@ -224,16 +248,22 @@ def parse_policy(source: Mapping[str, str], overridden: Collection[str] = ()) ->
         source, "SCALING_ALGORITHM", POLICY_VARIABLES["SCALING_ALGORITHM"], tuple(ALGORITHMS)
     )
     minimum, maximum = parser.bounds()
+    rps = _rps(source)
+    metrics, by_default = _metrics(source, rps)
     return Policy(
         algorithm=algorithm,
         min_replicas=minimum,
         max_replicas=maximum,
-        metrics=_metrics(source),
+        metrics=metrics,
+        metrics_by_default=by_default,
+        latency_percentile=_number(source, "RESPONSE_TIME_PERCENTILE"),
+        min_requests=_whole(source, "MIN_REQUESTS_PER_WINDOW"),
         thresholds=MetricThresholds(
             cpu=parser.utilisation("CPU"),
             memory=parser.utilisation("MEMORY"),
             latency=parser.latency(),
             errors=Thresholds(up=_number(source, "ERROR_RATE_SCALE_UP_THRESHOLD"), down=None),
+            rps=rps,
         ),
         behaviour=_behaviour(source),
         forecasting=Forecasting(

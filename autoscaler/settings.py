@@ -27,6 +27,16 @@ class CollectorSettings:
 
 
 @dataclass(frozen=True)
+class EntryPointSettings:
+    address: str
+    """DNS name that resolves to every entry point (nginx) task (``tasks.<service>``)."""
+    port: int
+    """Port of the entry points' request counters (Prometheus text at /metrics)."""
+    window: float
+    """Seconds of requests that latency, errors and request rate are computed over."""
+
+
+@dataclass(frozen=True)
 class StateSettings:
     scope: str | None
     """Act only on the services of this stack (``com.docker.stack.namespace``); None: every service."""
@@ -44,6 +54,7 @@ class ServerSettings:
 class Settings:
     loop: LoopSettings
     collectors: CollectorSettings
+    entry_point: EntryPointSettings
     server: ServerSettings
     state: StateSettings
     policy: Policy
@@ -67,6 +78,11 @@ def load(environ: Mapping[str, str]) -> Settings:
             address=read_str(environ, "COLLECTOR_ADDRESS", "tasks.metrics-collector"),
             port=read_port(environ, "COLLECTOR_PORT", 8090),
             timeout=read_float(environ, "COLLECTOR_TIMEOUT", 5.0, minimum=0.1, maximum=300),
+        ),
+        entry_point=EntryPointSettings(
+            address=read_str(environ, "ENTRYPOINT_ADDRESS", "tasks.nginx"),
+            port=read_port(environ, "ENTRYPOINT_PORT", 9145),
+            window=read_float(environ, "METRICS_WINDOW", 30.0, minimum=1, maximum=DAY),
         ),
         server=ServerSettings(
             host=read_str(environ, "LISTEN_HOST", "0.0.0.0"),  # noqa: S104 - a service in a container

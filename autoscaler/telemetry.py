@@ -84,6 +84,46 @@ class AutoscalerCollector(Collector):
                         observed.add_metric([name, metric], value)
             self._add_decision(name, record, current, desired, recommended, limited, forecast)
         yield from (current, desired, recommended, limited, forecast, observed, valid, unmeasured)
+        yield from self._requests()
+
+    def _requests(self) -> Iterator[Metric]:
+        """Each service's requests at the entry point over the last window."""
+        rate = _gauge(
+            "autoscaler_service_requests_per_second",
+            "Requests per second the entry point answered for the service over the window.",
+            "service",
+        )
+        per_replica = _gauge(
+            "autoscaler_service_requests_per_second_per_replica",
+            "Requests per second per ready replica over the window (the rps metric).",
+            "service",
+        )
+        latency = _gauge(
+            "autoscaler_service_latency_seconds",
+            "Response time percentiles over the window, from the entry point's merged histograms.",
+            "service",
+            "quantile",
+        )
+        errors = _gauge(
+            "autoscaler_service_error_percent",
+            "Percent of the window's requests answered with a server error (5xx).",
+            "service",
+        )
+        for name, record in sorted(self._state.services.items()):
+            window = record.requests
+            if window is None:
+                continue
+            rate.add_metric([name], window.rate)
+            ready = record.observation.ready_replicas if record.observation else None
+            if ready:
+                per_replica.add_metric([name], window.rate / ready)
+            for quantile in (0.5, 0.95, 0.99):
+                seconds = window.counters.quantile(quantile)
+                if seconds is not None:
+                    latency.add_metric([name, f"{quantile:g}"], seconds)
+            if window.error_percent is not None:
+                errors.add_metric([name], window.error_percent)
+        yield from (rate, per_replica, latency, errors)
 
     @staticmethod
     def _add_decision(name: str, record: ServiceRecord, *families: GaugeMetricFamily) -> None:
@@ -145,7 +185,11 @@ class AutoscalerCollector(Collector):
             "autoscaler_nodes_unmeasured", "Nodes running autoscaled tasks whose collector did not answer."
         )
         unmeasured_nodes.add_metric([], len(state.nodes_unmeasured))
-        yield from (collectors, docker_up, active, unmeasured_nodes)
+        entry_points = _gauge(
+            "autoscaler_entry_points_answered", "Entry point instances whose request counters were read."
+        )
+        entry_points.add_metric([], state.entry_points_answered)
+        yield from (collectors, docker_up, active, unmeasured_nodes, entry_points)
         if state.last_successful_check_at is not None:
             last = _gauge(
                 "autoscaler_last_successful_check_timestamp_seconds",

@@ -165,6 +165,8 @@ class Window:
     counters: Counters
     rate: float
     """Requests per second: the sum of every instance's count divided by its own window's length."""
+    seconds: float
+    """The longest of the instances' windows, in seconds."""
 
     @property
     def error_percent(self) -> float | None:
@@ -215,9 +217,11 @@ def merged(instances: Iterable[dict[str, tuple[Counters, float]]]) -> tuple[dict
             rate = counters.requests / seconds
             known = totals.get(service)
             if known is None:
-                totals[service] = Window(counters, rate)
+                totals[service] = Window(counters, rate, seconds)
             elif known.counters.edges == counters.edges:
-                totals[service] = Window(known.counters.plus(counters), known.rate + rate)
+                totals[service] = Window(
+                    known.counters.plus(counters), known.rate + rate, max(known.seconds, seconds)
+                )
             else:
                 unmerged.add(service)
     return totals, unmerged

@@ -35,6 +35,8 @@ class Inputs:
     policy: Policy
     state: ServiceState
     now: float
+    idle: tuple[Metric, ...] = ()
+    """Metrics with too few requests to judge: they ask for nothing and hold nothing."""
 
     @property
     def current(self) -> int:
@@ -67,8 +69,11 @@ class Recommendation:
     """Predictive only: the forecaster after this check's observation."""
 
 
+UNITS: dict[Metric, str] = {"cpu": "%", "memory": "%", "latency": "ms", "errors": "%", "rps": " req/s"}
+
+
 def _unit(metric: Metric) -> str:
-    return "ms" if metric == "latency" else "%"
+    return UNITS[metric]
 
 
 def _above(inputs: Inputs) -> list[Reading]:
@@ -84,20 +89,31 @@ def _worst(readings: list[Reading]) -> Reading:
     return max(readings, key=lambda r: _ratio(r.value, r.thresholds.up))
 
 
+def _idle_low(inputs: Inputs) -> list[Metric]:
+    """Idle metrics that could ask for less: they count as low (no requests, no latency to hold)."""
+    return [metric for metric in inputs.idle if inputs.policy.thresholds.of(metric).down is not None]
+
+
 def _all_low(inputs: Inputs) -> Recommendation | None:
-    """One fewer when every metric that can ask for less is below its down threshold."""
+    """One fewer when every metric that can ask for less is below its down threshold, or idle."""
     judged = [(r, r.thresholds.down) for r in inputs.readings if r.thresholds.down is not None]
-    if not judged or not all(r.value < down for r, down in judged):
+    idle = _idle_low(inputs)
+    if not (judged or idle) or not all(r.value < down for r, down in judged):
         return None
-    closest, down = max(judged, key=lambda pair: _ratio(pair[0].value, pair[1]))
     summary = " and ".join(
-        f"{r.metric} {r.value:.1f}{_unit(r.metric)} < {d:g}{_unit(r.metric)}" for r, d in judged
+        [f"{r.metric} {r.value:.1f}{_unit(r.metric)} < {d:g}{_unit(r.metric)}" for r, d in judged]
+        + [f"{metric} idle" for metric in idle]
     )
+    if not judged:
+        return Recommendation(inputs.current - 1, summary, floor=0)
+    closest, down = max(judged, key=lambda pair: _ratio(pair[0].value, pair[1]))
     return Recommendation(inputs.current - 1, summary, closest, down, floor=0)
 
 
 def _hold(inputs: Inputs, message: str = "within thresholds") -> Recommendation:
-    return Recommendation(inputs.current, message if inputs.readings else "no fresh metrics: holding")
+    if not inputs.readings and not inputs.idle:
+        message = "no fresh metrics: holding"
+    return Recommendation(inputs.current, message)
 
 
 def _up_message(reading: Reading) -> str:
@@ -117,9 +133,10 @@ def linear(inputs: Inputs) -> Recommendation:
 def far_above(metric: Metric, up: float) -> float:
     """Where a metric counts as far above its threshold.
 
-    Halfway from the threshold to saturation for a percent; twice the threshold for latency.
+    Halfway from the threshold to saturation for a percent; twice the threshold for
+    latency and requests per second, which have no ceiling.
     """
-    if metric == "latency":
+    if metric in {"latency", "rps"}:
         return 2 * up
     return up + (SATURATION_PERCENT - up) / 2
 
@@ -143,31 +160,64 @@ def exponential(inputs: Inputs) -> Recommendation:
     return _all_low(inputs) or _hold(inputs)
 
 
-def target(inputs: Inputs) -> Recommendation:
-    """Kubernetes HPA's rule: ceil(ready × value / target) per metric, the highest; a dead band around 1.
+PROPORTIONAL: frozenset[Metric] = frozenset({"cpu", "memory", "rps"})
+"""Metrics that fall in proportion as replicas are added: the target rule sizes the service by them."""
 
-    A metric's target is its scale-up threshold. The error rate, which is not
-    proportional to the replicas, takes no part.
+
+def _proportional(inputs: Inputs, reading: Reading) -> tuple[int, str]:
+    """HPA's count for one metric: ceil(ready × value / target), the current count within the tolerance."""
+    goal = reading.thresholds.up
+    ratio = reading.value / goal
+    if abs(ratio - 1) <= inputs.policy.behaviour.tolerance:
+        return inputs.current, "within tolerance"
+    replicas = math.ceil(inputs.ready * ratio - 1e-9)
+    # Replicas still starting are not in `ready`: never drop them on the way up.
+    replicas = max(replicas, inputs.current) if ratio > 1 else min(replicas, inputs.current)
+    return replicas, f"ceil({inputs.ready} × {ratio:.2f})"
+
+
+def _stepwise(inputs: Inputs, reading: Reading) -> tuple[int, str] | None:
+    """Latency's and errors' count: one more than the ready replicas above the threshold.
+
+    Neither is proportional to the replicas: latency stays near the service time until
+    the tasks saturate and then grows without bound, so a ratio to the target would ask
+    for a handful of replicas too many at saturation and for far too few below it. Above
+    its threshold such a metric asks for one replica more than those serving (none while
+    replicas it asked for are still starting); between its thresholds it holds the count;
+    below the lower one (errors have none) it asks for nothing: None.
     """
-    tolerance = inputs.policy.behaviour.tolerance
+    thresholds = reading.thresholds
+    if reading.value > thresholds.up:
+        return max(inputs.current, inputs.ready + 1), f"above {thresholds.up:g}{_unit(reading.metric)}"
+    if thresholds.down is None or reading.value < thresholds.down:
+        return None
+    return inputs.current, "within thresholds"
+
+
+def target(inputs: Inputs) -> Recommendation:
+    """Kubernetes HPA's rule for CPU, memory and requests per replica; one step at a time for the rest.
+
+    A proportional metric asks for ceil(ready × value / target) replicas, with a dead
+    band of the policy's tolerance around 1; its target is its scale-up threshold.
+    Latency and errors ask for one more replica while above their threshold (see
+    ``_stepwise``). The highest count asked for wins. When no metric asks for any count
+    (latency below its lower threshold or idle, no proportional metric), one fewer.
+    """
     best: Recommendation | None = None
     for reading in inputs.readings:
-        if reading.metric == "errors":
-            continue
-        goal = reading.thresholds.up
-        ratio = reading.value / goal
-        if abs(ratio - 1) <= tolerance:
-            replicas, verdict = inputs.current, "within tolerance"
+        if reading.metric in PROPORTIONAL:
+            asked: tuple[int, str] | None = _proportional(inputs, reading)
         else:
-            replicas = math.ceil(inputs.ready * ratio - 1e-9)
-            # Replicas still starting are not in `ready`: never drop them on the way up.
-            replicas = max(replicas, inputs.current) if ratio > 1 else min(replicas, inputs.current)
-            verdict = f"ceil({inputs.ready} × {ratio:.2f})"
+            asked = _stepwise(inputs, reading)
+        if asked is None:
+            continue
+        replicas, verdict = asked
+        goal = reading.thresholds.up
         unit = _unit(reading.metric)
         message = f"{reading.metric} {reading.value:.1f}{unit} vs target {goal:g}{unit}: {verdict}"
         if best is None or replicas > best.replicas:
             best = Recommendation(replicas, message, reading, goal)
-    return best or _hold(inputs)
+    return best or _all_low(inputs) or _hold(inputs)
 
 
 def forecast_horizon(policy: Policy) -> float:

@@ -6,7 +6,17 @@ import math
 from dataclasses import dataclass, replace
 
 from autoscaler.core.algorithms import ALGORITHMS, Inputs, Reading, Recommendation, action_of
-from autoscaler.core.model import Decision, Limit, Observation, Policy, Reason, ServiceState
+from autoscaler.core.model import (
+    JUDGED_ON_REQUESTS,
+    REQUEST_METRICS,
+    Decision,
+    Limit,
+    Metric,
+    Observation,
+    Policy,
+    Reason,
+    ServiceState,
+)
 
 COOLDOWN_SLACK = 0.5
 """Seconds of cooldown left that count as none.
@@ -17,20 +27,58 @@ hold a change back by a whole check interval.
 """
 
 
-def fresh_readings(observation: Observation, policy: Policy, now: float) -> tuple[Reading, ...]:
-    """The policy's metrics that are present and no older than it allows.
+def applicable_metrics(observation: Observation, policy: Policy) -> tuple[Metric, ...]:
+    """The policy's metrics that apply to the service.
+
+    The default metrics include the request metrics only for a service behind the
+    entry point; metrics named in the policy apply whatever the service is.
+    """
+    if policy.metrics_by_default and not observation.behind_entry_point:
+        return tuple(metric for metric in policy.metrics if metric not in REQUEST_METRICS)
+    return policy.metrics
+
+
+@dataclass(frozen=True)
+class Readings:
+    """What the metrics say at one check."""
+
+    fresh: tuple[Reading, ...]
+    """The metrics present and no older than the policy allows."""
+    idle: tuple[Metric, ...]
+    """Metrics judged on requests when the window had too few: they neither ask for more nor hold."""
+    applicable: tuple[Metric, ...]
+
+    @property
+    def complete(self) -> bool:
+        return len(self.fresh) + len(self.idle) == len(self.applicable)
+
+
+def read_metrics(observation: Observation, policy: Policy, now: float) -> Readings:
+    """The applicable metrics, fresh or idle; the others are missing.
 
     Stale values count as missing, and so do values that cannot be a reading (not a
-    finite number, or negative).
+    finite number, or negative). Latency and errors are judged only with the window's
+    request count: over fewer than ``policy.min_requests`` requests they are idle, as a
+    service nobody uses has no latency and 1 error in 3 requests says little.
     """
-    if observation.sampled_at is None or now - observation.sampled_at > policy.metrics_max_age:
-        return ()
-    readings = []
-    for metric in policy.metrics:
+    applicable = applicable_metrics(observation, policy)
+    requests = observation.requests
+    counted = requests if requests is not None and math.isfinite(requests) and requests >= 0 else None
+    fresh, idle = [], []
+    for metric in applicable:
+        read_at = observation.read_at(metric)
+        if read_at is None or now - read_at > policy.metrics_max_age:
+            continue
+        if metric in JUDGED_ON_REQUESTS:
+            if counted is None:
+                continue
+            if counted < policy.min_requests:
+                idle.append(metric)
+                continue
         value = observation.value(metric)
         if value is not None and math.isfinite(value) and value >= 0:
-            readings.append(Reading(metric, value, policy.thresholds.of(metric)))
-    return tuple(readings)
+            fresh.append(Reading(metric, value, policy.thresholds.of(metric)))
+    return Readings(tuple(fresh), tuple(idle), applicable)
 
 
 def _since(entries: tuple[tuple[float, int], ...], oldest: float) -> tuple[tuple[float, int], ...]:
@@ -132,10 +180,24 @@ def _cooldown_left(policy: Policy, state: ServiceState, now: float, current: int
     return left if left > COOLDOWN_SLACK else 0.0
 
 
+def _incomplete(observation: Observation, policy: Policy, readings: Readings) -> list[str]:
+    """What the metrics leave unsaid, for the decision's message."""
+    notes = []
+    if observation.unmeasured_tasks:
+        notes.append(f"{observation.unmeasured_tasks} running task(s) not measured")
+    if readings.idle:
+        notes.append(
+            f"{' and '.join(readings.idle)} not judged: {observation.requests or 0:g} requests, "
+            f"fewer than {policy.min_requests}"
+        )
+    return notes
+
+
 def _recommend(
-    observation: Observation, policy: Policy, state: ServiceState, now: float, readings: tuple[Reading, ...]
+    observation: Observation, policy: Policy, state: ServiceState, now: float, readings: Readings
 ) -> Recommendation:
-    return ALGORITHMS[policy.algorithm](Inputs(observation, readings, policy, state, now))
+    inputs = Inputs(observation, readings.fresh, policy, state, now, idle=readings.idle)
+    return ALGORITHMS[policy.algorithm](inputs)
 
 
 def _held(current: int, message: str, policy: Policy, state: ServiceState) -> Decision:
@@ -164,7 +226,7 @@ def decide(observation: Observation, policy: Policy, state: ServiceState, now: f
         return _held(current, "paused by label: left as it is", policy, state)
     if current == 0:
         return _held(0, "scaled to 0 by hand: treated as paused", policy, state)
-    readings = fresh_readings(observation, policy, now)
+    readings = read_metrics(observation, policy, now)
     recommendation = _recommend(observation, policy, state, now, readings)
     limits: list[Limit] = []
     notes: list[str] = []
@@ -187,9 +249,8 @@ def decide(observation: Observation, policy: Policy, state: ServiceState, now: f
 
     desired = recommendation.replicas
     floor = recommendation.replicas if recommendation.floor is None else recommendation.floor
-    complete = len(readings) == len(policy.metrics) and observation.unmeasured_tasks == 0
-    if observation.unmeasured_tasks:
-        notes.append(f"{observation.unmeasured_tasks} running task(s) not measured")
+    complete = readings.complete and observation.unmeasured_tasks == 0
+    notes.extend(_incomplete(observation, policy, readings))
     if desired < current and not complete:
         desired, floor = apply("missing_metrics", desired, current), current
     recommendations = _remembered(policy, state, now, floor)
@@ -224,7 +285,7 @@ def decide(observation: Observation, policy: Policy, state: ServiceState, now: f
 def _reason(  # noqa: PLR0913, PLR0917 - a reason gathers every part of the decision
     policy: Policy,
     recommendation: Recommendation,
-    readings: tuple[Reading, ...],
+    readings: Readings,
     desired: int,
     current: int,
     limits: list[Limit],
@@ -250,5 +311,6 @@ def _reason(  # noqa: PLR0913, PLR0917 - a reason gathers every part of the deci
         forecast=None if recommendation.forecast is None else round(recommendation.forecast, 3),
         min_replicas=policy.min_replicas,
         max_replicas=policy.max_replicas,
-        metrics={r.metric: round(r.value, 2) for r in readings},
+        metrics={r.metric: round(r.value, 2) for r in readings.fresh},
+        idle=readings.idle,
     )

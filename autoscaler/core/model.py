@@ -11,8 +11,12 @@ Action = Literal["scale_up", "scale_down", "none"]
 Limit = Literal[
     "paused", "missing_metrics", "stabilization", "rate_limit", "cooldown", "min_replicas", "max_replicas"
 ]
-Metric = Literal["cpu", "memory", "latency", "errors"]
-METRICS: tuple[Metric, ...] = ("cpu", "memory", "latency", "errors")
+Metric = Literal["cpu", "memory", "latency", "errors", "rps"]
+METRICS: tuple[Metric, ...] = ("cpu", "memory", "latency", "errors", "rps")
+REQUEST_METRICS: frozenset[Metric] = frozenset({"latency", "errors", "rps"})
+"""The metrics measured at the entry point, from the requests it proxied."""
+JUDGED_ON_REQUESTS: frozenset[Metric] = frozenset({"latency", "errors"})
+"""Metrics that say nothing without enough requests: a window with too few leaves them idle."""
 
 
 @dataclass(frozen=True)
@@ -33,9 +37,13 @@ class MetricThresholds:
     """95th-percentile response time, in milliseconds."""
     errors: Thresholds
     """Percent of responses that are server errors; up only."""
+    rps: Thresholds | None = None
+    """Requests per second per ready replica; None when no target is set (then rps is no metric)."""
 
     def of(self, metric: Metric) -> Thresholds:
-        thresholds: Thresholds = getattr(self, metric)
+        thresholds: Thresholds | None = getattr(self, metric)
+        if thresholds is None:
+            raise ValueError(f"no thresholds for {metric}")
         return thresholds
 
 
@@ -93,6 +101,12 @@ class Policy:
     forecasting: Forecasting
     metrics_max_age: float
     """Seconds after which an observation counts as stale, as if missing."""
+    metrics_by_default: bool = False
+    """``metrics`` are the defaults: the request metrics then count only behind the entry point."""
+    latency_percentile: float = 95.0
+    """The percentile of the response times that ``latency`` is, from 1 to 99.9."""
+    min_requests: int = 20
+    """Fewest requests in a window that latency and errors are judged on; fewer leave them idle."""
     paused: bool = False
     """Leave the service exactly as it is."""
     dry_run: bool = False
@@ -112,23 +126,39 @@ class Observation:
     memory_percent: float | None = None
     """Mean working-set memory of the tasks, in percent of each task's memory limit."""
     latency_ms: float | None = None
-    """95th-percentile response time, in milliseconds."""
+    """The policy's percentile of the response times, in milliseconds; None with no requests."""
     error_percent: float | None = None
-    """Percent of responses that were server errors."""
+    """Percent of responses that were server errors; None with no requests."""
+    requests: float | None = None
+    """Requests the entry point answered over the window; None when it was not read."""
+    requests_per_second: float | None = None
+    """The service's request rate over the window, all replicas together."""
+    requests_read_at: float | None = None
+    """When the entry point's counters were read, in seconds since the epoch; None if not."""
+    behind_entry_point: bool = False
+    """The entry point proxies to the service (it has counted it, possibly zero requests)."""
     sampled_at: float | None = None
-    """When the metrics were sampled, in seconds since the epoch; None if never."""
+    """When the collectors sampled CPU and memory, in seconds since the epoch; None if never."""
     unmeasured_tasks: int = 0
     """Running tasks no collector measured: the metrics may ask for more, never for fewer."""
     changed_at: float | None = None
     """When the service's spec last changed (by anyone), in seconds since the epoch; None if unknown."""
 
     def value(self, metric: Metric) -> float | None:
+        if metric == "rps":
+            ready = self.ready_replicas or self.current_replicas
+            rate = self.requests_per_second
+            return None if rate is None or ready <= 0 else rate / ready
         return {
             "cpu": self.cpu_percent,
             "memory": self.memory_percent,
             "latency": self.latency_ms,
             "errors": self.error_percent,
         }[metric]
+
+    def read_at(self, metric: Metric) -> float | None:
+        """When the metric's source was read: the entry point's or the collectors' time."""
+        return self.requests_read_at if metric in REQUEST_METRICS else self.sampled_at
 
 
 @dataclass(frozen=True)
@@ -185,6 +215,8 @@ class Reason:
     max_replicas: int | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     """Every fresh metric value the decision saw."""
+    idle: tuple[str, ...] = ()
+    """Metrics not judged for too few requests in the window."""
 
     def as_dict(self) -> dict[str, Any]:
         return {key: value for key, value in asdict(self).items() if value not in (None, ())}

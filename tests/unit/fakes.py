@@ -1,12 +1,17 @@
-"""Fakes at the I/O boundary: the Docker API and the collectors' HTTP answers."""
+"""Fakes at the I/O boundary: the Docker API, the collectors' and the entry points' HTTP answers."""
 
 import base64
+import bisect
 import copy
 import itertools
 import json
+import math
 
 import docker.errors
 import httpx
+
+from autoscaler.traffic import Counters
+from nginx.config import DURATION_BUCKETS
 
 
 def service(service_id, name, replicas, labels, updated_at="2026-01-01T00:00:00.123456789Z"):
@@ -118,10 +123,46 @@ class FakeDockerApi:
         return True
 
 
-def collector_transport(reports_by_host):
-    """Collectors answering /v1/services; a host mapped to None answers 500, to bytes answers them."""
+EDGES = (*DURATION_BUCKETS, math.inf)
+
+
+def counted(durations: list[float], errors: int = 0) -> Counters:
+    """The counters an entry point keeps for these request durations (seconds)."""
+    per_bucket = [0] * len(EDGES)
+    for duration in durations:
+        per_bucket[bisect.bisect_left(EDGES, duration)] += 1
+    cumulative = tuple(float(sum(per_bucket[: index + 1])) for index in range(len(EDGES)))
+    return Counters(EDGES, cumulative, float(len(durations)), float(errors))
+
+
+def exposition(service: str, counters: Counters, codes: dict[str, float]) -> str:
+    """Prometheus text as the entry point writes it."""
+    lines = ["# TYPE entrypoint_request_duration_seconds histogram"]
+    for edge, count in zip(counters.edges, counters.cumulative, strict=True):
+        le = "+Inf" if math.isinf(edge) else f"{edge:g}"
+        lines.append(f'entrypoint_request_duration_seconds_bucket{{service="{service}",le="{le}"}} {count:g}')
+    lines.append(
+        f'entrypoint_request_duration_seconds_count{{service="{service}"}} {counters.cumulative[-1]:g}'
+    )
+    lines.append("# TYPE entrypoint_requests_total counter")
+    lines += [f'entrypoint_requests_total{{service="{service}",code="{c}"}} {n:g}' for c, n in codes.items()]
+    return "\n".join(lines) + "\n"
+
+
+ENTRYPOINT_PORT = 9145
+"""Where the fake entry points answer; every other port is a collector's."""
+
+
+def collector_transport(reports_by_host, counters_by_host=None):
+    """Collectors answering /v1/services; a host mapped to None answers 500, to bytes answers them.
+
+    On ENTRYPOINT_PORT, entry points answer with the text in ``counters_by_host`` (500 where none).
+    """
 
     def handle(request):
+        if request.url.port == ENTRYPOINT_PORT:
+            text = (counters_by_host or {}).get(request.url.host)
+            return httpx.Response(500, text="broken") if text is None else httpx.Response(200, text=text)
         report = reports_by_host.get(request.url.host)
         if report is None:
             return httpx.Response(500, text="broken")
@@ -132,8 +173,10 @@ def collector_transport(reports_by_host):
     return httpx.MockTransport(handle)
 
 
-def resolver_for(addresses):
+def resolver_for(addresses, entry_points=()):
+    """Every name resolves to ``addresses``, but ``tasks.nginx`` to ``entry_points``."""
+
     async def resolve(host, port):
-        return list(addresses)
+        return list(entry_points) if host == "tasks.nginx" else list(addresses)
 
     return resolve

@@ -14,12 +14,13 @@ from autoscaler.daemon import Autoscaler
 from autoscaler.settings import load
 from autoscaler.state_store import ConfigStateStore
 from autoscaler.swarm import Swarm
-from tests.unit.fakes import FakeDockerApi, collector_transport, resolver_for, service
+from tests.unit.fakes import FakeDockerApi, collector_transport, counted, exposition, resolver_for, service
 
 NOW = 1_800_000_000.0
 LONG_AGO = "2020-01-01T00:00:00Z"
 ENABLED = {"autoscaler.enable": "true"}
 COLLECTOR = "10.0.0.5"
+ENTRY = "10.0.0.9"
 
 
 class Harness:
@@ -35,6 +36,8 @@ class Harness:
         self.cpu = dict(cpu)
         self.settings = load({"CHECK_INTERVAL": "5", "COOLDOWN_PERIOD": "60", **(environment or {})})
         self.reports = None
+        self.entry = {}
+        """Entry point address → its counters' text (None: it answers 500)."""
         self.use_store = store
         self.store = ConfigStateStore(self.api, None) if store else None
         self.daemon_state = None
@@ -62,7 +65,8 @@ class Harness:
         answers = self.collector_answers()
 
         async def go():
-            async with httpx.AsyncClient(transport=collector_transport(answers)) as client:
+            transport = collector_transport(answers, self.entry)
+            async with httpx.AsyncClient(transport=transport) as client:
                 daemon = self.daemon(client)
                 await daemon.check_once()
                 return daemon
@@ -82,7 +86,7 @@ class Harness:
             client,
             store=self.store,
             clock=lambda: self.now,
-            resolve=resolver_for(self.collector_answers()),
+            resolve=resolver_for(self.collector_answers(), self.entry),
         )
         if self.daemon_state is not None:
             daemon.state = self.daemon_state  # keep memory across checks, as the live loop does
@@ -415,6 +419,72 @@ class TestEndpoints:
         harness.check()
         harness.daemon_state.last_check_at = None
         assert harness.handlers()["/health"]().status == HTTPStatus.SERVICE_UNAVAILABLE
+
+
+def counters(service_name, durations, errors=0):
+    """An entry point's counters of ``durations`` (seconds), ``errors`` of them answered 500."""
+    codes = {"200": len(durations) - errors, **({"500": errors} if errors else {})}
+    return exposition(service_name, counted(durations, errors), codes)
+
+
+class TestRequestMetrics:
+    """Latency, errors and request rate from the entry point, per service, over the window."""
+
+    def stack(self, cpu=3.0, replicas=3):
+        labels = {"com.docker.stack.namespace": "s"}
+        environment = {"METRICS_WINDOW": "10", "SCALE_DOWN_STABILIZATION": "0"}
+        harness = Harness([web(replicas, labels=labels)], {"s_web": cpu}, environment)
+        harness.entry = {ENTRY: counters("web", [])}
+        harness.check()
+        return harness
+
+    def test_a_slow_service_scales_on_latency_with_idle_cpu(self):
+        harness = self.stack()
+        harness.entry = {ENTRY: counters("web", [0.05] * 80 + [2.5] * 20)}
+        harness.now += 10
+        record = harness.check().services["s_web"]
+        assert record.observation.latency_ms > 1000
+        assert (record.decision.reason.metric, record.decision.desired_replicas) == ("latency", 4)
+        assert record.observation.requests_per_second == 10
+
+    def test_status_and_metrics_show_the_requests(self):
+        harness = self.stack()
+        harness.entry = {ENTRY: counters("web", [0.05] * 95 + [0.5] * 5, errors=2)}
+        harness.now += 10
+        harness.check()
+        shown = harness.status()["services"]["s_web"]
+        assert shown["behind_entry_point"] is True
+        assert shown["requests"]["requests"] == 100
+        assert shown["requests"]["per_second"] == 10
+        assert shown["requests"]["error_percent"] == 2
+        latency = shown["requests"]["latency_ms"]
+        assert latency["p50"] < 60
+        assert latency["p99"] > 400
+        text = harness.handlers()["/metrics"]().body.decode()
+        families = {family.name: family for family in text_string_to_metric_families(text)}
+        quantiles = {
+            s.labels["quantile"]: s.value for s in families["autoscaler_service_latency_seconds"].samples
+        }
+        assert set(quantiles) == {"0.5", "0.95", "0.99"}
+        assert families["autoscaler_service_error_percent"].samples[0].value == 2
+        assert families["autoscaler_service_requests_per_second"].samples[0].value == 10
+        assert families["autoscaler_service_requests_per_second_per_replica"].samples[0].value == 10 / 3
+        assert families["autoscaler_entry_points_answered"].samples[0].value == 1
+
+    def test_an_idle_service_scales_down(self):
+        harness = self.stack(cpu=1.0)
+        harness.now += 10
+        record = harness.check().services["s_web"]
+        assert record.decision.desired_replicas == 2
+        assert record.decision.reason.idle == ("latency", "errors")
+
+    def test_an_entry_point_that_stops_answering_holds_scale_down(self):
+        harness = self.stack(cpu=1.0)
+        harness.entry = {ENTRY: None}
+        harness.now += 10
+        state = harness.check()
+        assert state.services["s_web"].decision.reason.limited_by == ("missing_metrics",)
+        assert ("entrypoint", ENTRY) in state.problems.active
 
 
 class TestConfigStateStore:

@@ -28,7 +28,11 @@ def policy(algorithm="linear", **variables):
     )
 
 
-def observe(replicas, cpu=None, memory=None, age=5.0, ready=None, latency=None, errors=None):
+def observe(
+    replicas, cpu=None, memory=None, age=5.0, ready=None, latency=None, errors=None, requests=None, rate=None
+):
+    """An observation; latency, errors or a request count come from an entry point read at the same time."""
+    behind = latency is not None or errors is not None or requests is not None or rate is not None
     return Observation(
         current_replicas=replicas,
         ready_replicas=ready,
@@ -36,6 +40,10 @@ def observe(replicas, cpu=None, memory=None, age=5.0, ready=None, latency=None, 
         memory_percent=memory,
         latency_ms=latency,
         error_percent=errors,
+        requests=(1000 if requests is None else requests) if behind else None,
+        requests_per_second=rate,
+        requests_read_at=NOW - age if behind else None,
+        behind_entry_point=behind,
         sampled_at=NOW - age,
     )
 
@@ -315,6 +323,9 @@ def run(chosen, steps, replicas, state=None, start=NOW):
     for offset, seen in steps:
         at = start + offset
         keywords = seen(replicas) if callable(seen) else seen
+        if "requests" in keywords:
+            # Request metrics come from an entry point read at the same moment.
+            keywords = {"requests_read_at": at, "behind_entry_point": True, **keywords}
         observation = Observation(current_replicas=replicas, sampled_at=at, **keywords)
         decision = decide(observation, chosen, state, at)
         state = decision.state
@@ -336,6 +347,112 @@ HIGH = {"cpu_percent": 95.0, "memory_percent": 10.0}
 
 def changes_of(trail):
     return [(at, before, after) for at, before, after, _ in trail if after != before]
+
+
+class TestRequestMetrics:
+    """Latency, errors and requests per replica, measured at the entry point."""
+
+    @pytest.mark.parametrize(
+        ("requests", "desired"),
+        [(3, 3), (19, 3), (20, 4), (1000, 4)],
+    )
+    def test_an_error_rate_counts_only_over_enough_requests(self, requests, desired):
+        # 1 error in 3 requests is 33 %: too few requests to scale anything on.
+        observation = observe(3, cpu=50, memory=50, latency=300, errors=33.3, requests=requests)
+        assert decide_once(observation, policy()).desired_replicas == desired
+
+    @pytest.mark.parametrize("requests", [0, 5])
+    def test_an_idle_window_does_not_block_scale_down(self, requests):
+        decision = decide_once(observe(4, cpu=5, memory=5, requests=requests), policy())
+        assert decision.desired_replicas == 3
+        assert "missing_metrics" not in decision.reason.limited_by
+        assert decision.reason.idle == ("latency", "errors")
+        assert "not judged" in decision.reason.message
+
+    def test_an_idle_window_does_not_ask_for_more(self):
+        chosen = policy(SCALING_METRICS="latency,errors")
+        decision = decide_once(observe(4, requests=0), chosen)
+        assert decision.desired_replicas == 3
+        assert decision.reason.message.startswith("latency idle")
+
+    def test_latency_not_read_from_the_entry_point_blocks_scale_down(self):
+        unread = replace(observe(4, cpu=5, memory=5), behind_entry_point=True)
+        decision = decide_once(unread, policy())
+        assert decision.desired_replicas == 4
+        assert decision.reason.limited_by == ("missing_metrics",)
+
+    def test_stale_requests_count_as_missing(self):
+        stale = replace(observe(4, cpu=5, memory=5, latency=100, errors=0), requests_read_at=NOW - 500)
+        assert decide_once(stale, policy()).reason.limited_by == ("missing_metrics",)
+
+    def test_the_default_metrics_leave_out_latency_for_a_service_not_behind_the_entry_point(self):
+        decision = decide_once(observe(4, cpu=5, memory=5), policy())
+        assert decision.desired_replicas == 3
+
+    def test_named_metrics_apply_to_a_service_not_behind_the_entry_point(self):
+        chosen = policy(SCALING_METRICS="cpu,memory,latency")
+        assert decide_once(observe(4, cpu=5, memory=5), chosen).reason.limited_by == ("missing_metrics",)
+
+    def test_latency_alone_scales_up_a_service_with_idle_cpu(self):
+        decision = decide_once(observe(2, cpu=3, memory=20, latency=1800, errors=0), policy())
+        assert (decision.desired_replicas, decision.reason.metric) == (3, "latency")
+
+    def test_rps_is_per_ready_replica(self):
+        observation = observe(6, cpu=10, memory=10, ready=4, rate=400)
+        assert observation.value("rps") == 100
+
+    @pytest.mark.parametrize(("rate", "desired"), [(500, 5), (250, 4), (100, 3)])
+    def test_linear_on_requests_per_replica(self, rate, desired):
+        chosen = policy(SCALING_METRICS="rps", TARGET_RPS_PER_REPLICA="100")
+        assert decide_once(observe(4, rate=rate), chosen).desired_replicas == desired
+
+
+class TestTargetOnRequests:
+    @pytest.mark.parametrize(
+        ("observation", "desired", "name"),
+        [
+            (observe(3, cpu=10, memory=10, latency=10_000, errors=0), 4, "ten times the target is one more"),
+            (observe(5, cpu=10, memory=10, latency=3000, errors=0, ready=3), 5, "none while replicas start"),
+            (observe(3, cpu=35, memory=10, latency=500, errors=0), 3, "latency between holds the count"),
+            (observe(4, cpu=35, memory=10, latency=50, errors=0), 2, "low latency leaves the count to cpu"),
+            (observe(3, cpu=35, memory=10, latency=50, errors=12), 4, "errors above: one more"),
+            (observe(4, cpu=35, memory=10, requests=0), 2, "idle: cpu decides"),
+        ],
+    )
+    def test_latency_and_errors_step_rather_than_scale_in_proportion(self, observation, desired, name):
+        assert decide_once(observation, policy("target")).desired_replicas == desired, name
+
+    def test_idle_with_only_request_metrics_goes_down(self):
+        chosen = policy("target", SCALING_METRICS="latency,errors")
+        assert decide_once(observe(4, requests=0), chosen).desired_replicas == 3
+
+    @pytest.mark.parametrize(("rate", "ready", "desired"), [(800, 4, 8), (400, 4, 4), (100, 4, 1)])
+    def test_requests_per_replica_are_proportional(self, rate, ready, desired):
+        chosen = policy("target", SCALING_METRICS="rps", TARGET_RPS_PER_REPLICA="100")
+        assert decide_once(observe(4, rate=rate, ready=ready), chosen).desired_replicas == desired
+
+
+class TestRequestMetricsOverTime:
+    @pytest.mark.parametrize("algorithm", ["linear", "exponential", "target", "predictive"])
+    def test_a_slow_service_grows_on_latency_and_returns_to_its_minimum_when_idle(self, algorithm):
+        chosen = policy(algorithm, MIN_REPLICAS="2", SCALE_DOWN_STABILIZATION="60", COOLDOWN_PERIOD="15")
+
+        def waiting(replicas):
+            # Queueing: the same requests wait less the more replicas serve them; CPU stays low.
+            latency = 600 * 8 / replicas
+            return {"cpu_percent": 4.0, "memory_percent": 20.0, "latency_ms": latency, "requests": 900.0}
+
+        idle = {"cpu_percent": 1.0, "memory_percent": 20.0, "requests": 0.0}
+        steps = [*[(t, waiting) for t in range(0, 300, 15)], *[(t, idle) for t in range(300, 900, 15)]]
+        trail, _ = run(chosen, steps, 2)
+        peak = max(after for _, _, after, _ in trail)
+        assert peak >= 5, "latency above 1000 ms until 5 replicas serve"
+        ups = [decision for _, before, after, decision in trail if after > before]
+        assert {decision.reason.metric for decision in ups} == {"latency"}
+        assert trail[-1][2] == 2, "back at the minimum once idle"
+        assert all("missing_metrics" not in decision.reason.limited_by for _, _, _, decision in trail), (
+            "an idle window is never missing"
+        )
 
 
 class TestStabilizationOverTime:
@@ -507,6 +624,12 @@ step_strategy = st.fixed_dictionaries(
         "unmeasured": st.integers(min_value=0, max_value=2),
         "outside": st.one_of(st.none(), st.integers(min_value=0, max_value=15)),
         "carried_out": st.booleans(),
+        "behind": st.booleans(),
+        "requests": st.one_of(
+            st.none(), st.sampled_from([0.0, 5.0, 19.0, 20.0, 5000.0, math.nan, math.inf, -1.0])
+        ),
+        "latency": readings,
+        "errors": readings,
     }
 )
 
@@ -541,6 +664,11 @@ class TestProperties:
                 current_replicas=replicas,
                 cpu_percent=step["cpu"],
                 memory_percent=step["memory"],
+                latency_ms=step["latency"],
+                error_percent=step["errors"],
+                requests=step["requests"],
+                requests_read_at=None if step["requests"] is None else now - step["age"],
+                behind_entry_point=step["behind"],
                 sampled_at=now - step["age"],
                 unmeasured_tasks=step["unmeasured"],
                 changed_at=now - 0.5 if outside else None,
@@ -552,7 +680,14 @@ class TestProperties:
                 continue
             assert chosen.min_replicas <= desired <= chosen.max_replicas
             inside = chosen.min_replicas <= replicas <= chosen.max_replicas
-            values = (step["cpu"], step["memory"])
+            values = [step["cpu"], step["memory"]]
+            requests = step["requests"]
+            if step["behind"]:
+                # Latency and errors count as read only with a request count; below the minimum, idle.
+                if requests is None or not math.isfinite(requests) or requests < 0:
+                    values += [None, None]
+                elif requests >= chosen.min_requests:
+                    values += [step["latency"], step["errors"]]
             incomplete = (
                 step["unmeasured"] > 0
                 or step["age"] > chosen.metrics_max_age

@@ -56,11 +56,29 @@ class TestParsePolicy:
     def test_defaults_are_the_seed_systems(self):
         policy = parse_policy({})
         assert (policy.algorithm, policy.min_replicas, policy.max_replicas) == ("linear", 2, 10)
-        assert policy.metrics == ("cpu", "memory")
+        assert (policy.metrics, policy.metrics_by_default) == (("cpu", "memory", "latency", "errors"), True)
         assert policy.thresholds.cpu == Thresholds(up=70, down=20)
         assert policy.thresholds.memory == Thresholds(up=80, down=40)
         assert policy.thresholds.latency == Thresholds(up=1000, down=200)
         assert policy.thresholds.errors == Thresholds(up=5, down=None)
+        assert (policy.latency_percentile, policy.min_requests, policy.thresholds.rps) == (95, 20, None)
+
+    def test_a_requests_per_replica_target_adds_rps_to_the_default_metrics(self):
+        policy = parse_policy({"TARGET_RPS_PER_REPLICA": "40"})
+        assert policy.metrics == ("cpu", "memory", "latency", "errors", "rps")
+        assert policy.thresholds.rps == Thresholds(up=40, down=20)
+
+    def test_metrics_named_are_not_the_default(self):
+        policy = parse_policy({"SCALING_METRICS": "latency, cpu"})
+        assert (policy.metrics, policy.metrics_by_default) == (("latency", "cpu"), False)
+
+    def test_rps_without_a_target_is_refused(self):
+        with pytest.raises(ConfigError) as raised:
+            parse_policy({"SCALING_METRICS": "cpu,rps"})
+        assert (raised.value.name, raised.value.problem) == (
+            "SCALING_METRICS",
+            "rps needs TARGET_RPS_PER_REPLICA",
+        )
 
     def test_behaviour_defaults_are_hpas(self):
         behaviour = parse_policy({}).behaviour

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import bisect
 import math
 import random
 
@@ -10,36 +9,12 @@ import pytest
 
 from autoscaler.traffic import Counters, Reading, merged, parse, since
 from nginx.config import DURATION_BUCKETS
-
-EDGES = (*DURATION_BUCKETS, math.inf)
-
-
-def counted(durations: list[float], errors: int = 0) -> Counters:
-    """The counters an entry point keeps for these request durations (seconds)."""
-    per_bucket = [0] * len(EDGES)
-    for duration in durations:
-        per_bucket[bisect.bisect_left(EDGES, duration)] += 1
-    cumulative = tuple(float(sum(per_bucket[: index + 1])) for index in range(len(EDGES)))
-    return Counters(EDGES, cumulative, float(len(durations)), float(errors))
+from tests.unit.fakes import counted, exposition
 
 
 def exact(durations: list[float], q: float) -> float:
     ordered = sorted(durations)
     return ordered[math.ceil(q * len(ordered)) - 1]
-
-
-def exposition(service: str, counters: Counters, codes: dict[str, float]) -> str:
-    """Prometheus text as the entry point writes it."""
-    lines = ["# TYPE entrypoint_request_duration_seconds histogram"]
-    for edge, count in zip(counters.edges, counters.cumulative, strict=True):
-        le = "+Inf" if math.isinf(edge) else f"{edge:g}"
-        lines.append(f'entrypoint_request_duration_seconds_bucket{{service="{service}",le="{le}"}} {count:g}')
-    lines.append(
-        f'entrypoint_request_duration_seconds_count{{service="{service}"}} {counters.cumulative[-1]:g}'
-    )
-    lines.append("# TYPE entrypoint_requests_total counter")
-    lines += [f'entrypoint_requests_total{{service="{service}",code="{c}"}} {n:g}' for c, n in codes.items()]
-    return "\n".join(lines) + "\n"
 
 
 def lognormal(count: int, median: float, seed: int) -> list[float]:

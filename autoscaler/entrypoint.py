@@ -1,0 +1,106 @@
+"""Reading the entry point's request counters: every nginx instance, found through ``tasks.<service>`` DNS.
+
+Each instance's counters are kept for one window (the history, which the caller keeps
+between reads), so that each check sees what the instance counted over the last
+``METRICS_WINDOW`` seconds (see ``autoscaler.traffic``).
+An answer that is not the counters counts as that instance not answering; a service
+whose counters are inconsistent is left out. Either way the problem is named.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import httpx
+
+from autoscaler import traffic
+from autoscaler.collectors import Resolver
+from autoscaler.settings import EntryPointSettings
+
+METRICS_PATH = "/metrics"
+MOST_BYTES = 4_000_000
+"""A counters page larger than this is not read: thousands of services' worth."""
+
+
+@dataclass(frozen=True)
+class RequestReading:
+    """What one round of asking the entry point instances gave."""
+
+    windows: dict[str, traffic.Window]
+    """Per service name as the entry point counts it (the name in its stack)."""
+    read_at: float
+    instances_answered: int
+    counted: frozenset[str] = frozenset()
+    """Services some instance counts, even with no window yet."""
+    errors: dict[str, str] = field(default_factory=dict)
+    """Per instance address: why it gave no counters."""
+    entry_problems: dict[str, str] = field(default_factory=dict)
+    """Per "service at address": why that service's counters were left out."""
+
+
+async def _fetch(client: httpx.AsyncClient, url: str) -> traffic.Reading:
+    response = await client.get(url)
+    response.raise_for_status()
+    if len(response.content) > MOST_BYTES:
+        raise ValueError(f"counters too large: {len(response.content)} bytes")
+    return traffic.parse(response.text)
+
+
+History = dict[str, list[tuple[float, traffic.Reading]]]
+"""Per instance address: its readings (time read, counters), oldest first, one window's worth."""
+
+
+def _remembered(
+    history: History, address: str, now: float, reading: traffic.Reading, window: float
+) -> list[tuple[float, traffic.Reading]]:
+    """The instance's readings with this one, those before its window's start dropped."""
+    readings = [*history.get(address, []), (now, reading)]
+    start = max((index for index, (at, _) in enumerate(readings) if at <= now - window), default=0)
+    return readings[start:]
+
+
+async def read_entry_points(
+    settings: EntryPointSettings,
+    client: httpx.AsyncClient,
+    resolve: Resolver,
+    history: History,
+    clock: Callable[[], float],
+) -> tuple[RequestReading, History]:
+    """Every instance's counters over the last window, merged; and the history to pass next time.
+
+    An instance that does not answer counts for nothing this time; instances no longer in
+    DNS are forgotten, and so is everything when the name does not resolve.
+    """
+    try:
+        addresses = await resolve(settings.address, settings.port)
+    except OSError as error:
+        return RequestReading({}, clock(), 0, errors={settings.address: f"cannot resolve: {error}"}), {}
+    results = await asyncio.gather(
+        *(_fetch(client, f"http://{address}:{settings.port}{METRICS_PATH}") for address in addresses),
+        return_exceptions=True,
+    )
+    now = clock()
+    errors: dict[str, str] = {}
+    entry_problems: dict[str, str] = {}
+    windows: list[dict[str, tuple[traffic.Counters, float]]] = []
+    counted: set[str] = set()
+    kept: History = {}
+    for address, result in zip(addresses, results, strict=True):
+        if isinstance(result, BaseException):
+            errors[address] = str(result) if isinstance(result, ValueError) else repr(result)
+            if address in history:
+                kept[address] = history[address]  # its next answer still has a window
+            continue
+        for service, problem in result.malformed.items():
+            entry_problems[f"{service} at {address}"] = problem
+        counted.update(result.services)
+        kept[address] = _remembered(history, address, now, result, settings.window)
+        windows.append(traffic.since(kept[address], now, settings.window))
+    merged, unmerged = traffic.merged(windows)
+    for service in unmerged:
+        entry_problems[f"{service} at every instance"] = "instances count with other buckets; some left out"
+    answered = len(addresses) - len(errors)
+    reading = RequestReading(merged, now, answered, frozenset(counted), errors, entry_problems)
+    return reading, kept
