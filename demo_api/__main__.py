@@ -3,8 +3,9 @@
 GET /api/health answers at once; GET /api/work?ms=N burns N milliseconds of CPU time
 (at most MAX_WORK_MS) and reports which address served it, so that a client can see
 the load balancer spread requests over the tasks. GET /api/wait?ms=N waits N
-milliseconds in one of WAIT_WORKERS slots (4): its latency grows with concurrency while
-its CPU stays low, like a service waiting on a database. GET /api/flaky?p=F fails a
+milliseconds on average (from N/2 to 3N/2, as a database's answers vary) in one of
+WAIT_WORKERS slots (4): its latency grows with concurrency while its CPU stays low,
+like a service waiting on a database. GET /api/flaky?p=F fails a
 fraction F of the requests with a 500.
 """
 
@@ -116,7 +117,7 @@ class Handler(BaseHTTPRequestHandler):
         queued_at = time.monotonic()
         with self.server.wait_slots:
             started_at = time.monotonic()
-            time.sleep(milliseconds / 1000)
+            time.sleep(random.uniform(0.5, 1.5) * milliseconds / 1000)  # noqa: S311 - a demo's delay
         self._send(
             HTTPStatus.OK,
             {

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import csv
 import json
 import math
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -27,6 +29,8 @@ class Outcome:
     """Seconds from sending the request to the end of the response."""
     status: str
     """The HTTP status code, or the name of the error when none came."""
+    finished_at: float = 0.0
+    """When the response ended (or the request failed), in seconds since the epoch."""
 
 
 @dataclass(frozen=True)
@@ -66,7 +70,8 @@ def summarize(outcomes: list[Outcome], duration: float) -> Summary:
 
 async def run_load(
     url: str, users: int, duration: float, max_requests: int, request_timeout: float
-) -> Summary:
+) -> tuple[list[Outcome], float]:
+    """Every request's outcome, and how long the run took in seconds."""
     outcomes: list[Outcome] = []
     deadline = time.monotonic() + duration
     limits = httpx.Limits(max_connections=users, max_keepalive_connections=users)
@@ -79,12 +84,24 @@ async def run_load(
                 status = str(response.status_code)
             except httpx.HTTPError as error:
                 status = type(error).__name__
-            outcomes.append(Outcome(time.perf_counter() - started, status))
+            outcomes.append(Outcome(time.perf_counter() - started, status, time.time()))
 
     started = time.monotonic()
     async with httpx.AsyncClient(limits=limits, timeout=request_timeout) as client:
         await asyncio.gather(*(user(client) for _ in range(users)))
-    return summarize(outcomes, time.monotonic() - started)
+    return outcomes, time.monotonic() - started
+
+
+RECORD_FIELDS = ("finished_at", "latency_ms", "status")
+
+
+def write_record(outcomes: list[Outcome], path: Path) -> None:
+    """One row per request: when it ended (seconds since the epoch), its latency and status."""
+    with path.open("w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(RECORD_FIELDS)
+        for outcome in outcomes:
+            writer.writerow((f"{outcome.finished_at:.6f}", f"{outcome.latency * 1000:.3f}", outcome.status))
 
 
 def render_table(summary: Summary, url: str, users: int) -> str:
@@ -121,6 +138,9 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--timeout", type=float, default=30.0, help="per-request timeout in seconds")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument(
+        "--record", type=Path, help="write every request (end time, latency in ms, status) to this CSV file"
+    )
     arguments = parser.parse_args(argv)
     if arguments.users < 1:
         parser.error("--users must be at least 1")
@@ -134,9 +154,12 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     arguments = parse_arguments(argv)
     url = arguments.target.rstrip("/") + arguments.path
-    summary = asyncio.run(
+    outcomes, duration = asyncio.run(
         run_load(url, arguments.users, arguments.duration, arguments.max_requests, arguments.timeout)
     )
+    if arguments.record is not None:
+        write_record(outcomes, arguments.record)
+    summary = summarize(outcomes, duration)
     if arguments.json:
         report: dict[str, Any] = {"target": url, "users": arguments.users, **asdict(summary)}
         print(json.dumps(report, indent=2))

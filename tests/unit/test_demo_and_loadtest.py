@@ -1,4 +1,5 @@
 import asyncio
+import csv
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -7,7 +8,7 @@ import httpx
 import pytest
 
 from demo_api.__main__ import DemoServer, failure_fraction, work_milliseconds
-from loadtest.__main__ import Outcome, parse_arguments, percentile, run_load, summarize
+from loadtest.__main__ import Outcome, main, parse_arguments, percentile, run_load, summarize
 
 
 @pytest.fixture
@@ -42,11 +43,11 @@ class TestDemoApi:
         assert failure_fraction(query) == expected
 
     def test_wait_queues_beyond_its_workers(self, demo_api):
-        # Six requests of 200 ms through two workers take at least three rounds.
+        # Six requests of 100 to 300 ms through two workers take three rounds.
         started = time.monotonic()
         with ThreadPoolExecutor(6) as pool:
             answers = list(pool.map(lambda _: httpx.get(demo_api + "/api/wait?ms=200", timeout=30), range(6)))
-        assert time.monotonic() - started >= 0.6
+        assert time.monotonic() - started >= 0.3
         assert [answer.status_code for answer in answers] == [200] * 6
         assert max(answer.json()["queued_ms"] for answer in answers) > 0
         assert httpx.get(demo_api + "/api/wait?ms=oops").status_code == 400
@@ -79,11 +80,33 @@ class TestSummarize:
 
 class TestRunLoad:
     def test_loads_a_real_server_and_stops_at_the_request_bound(self, demo_api):
-        summary = asyncio.run(
+        outcomes, duration = asyncio.run(
             run_load(demo_api + "/api/work?ms=1", users=4, duration=10, max_requests=40, request_timeout=5)
         )
+        summary = summarize(outcomes, duration)
         assert 40 <= summary.requests < 44  # each user may have one request in flight at the bound
         assert summary.errors == 0
+
+    def test_the_record_has_every_request(self, demo_api, tmp_path):
+        started = time.time()
+        main(
+            [
+                "--target",
+                demo_api,
+                "--path",
+                "/api/work?ms=1",
+                "--max-requests",
+                "12",
+                "--record",
+                str(tmp_path / "r"),
+            ]
+        )
+        with (tmp_path / "r").open() as file:
+            rows = list(csv.DictReader(file))
+        assert 12 <= len(rows) < 22
+        assert all(row["status"] == "200" for row in rows)
+        assert all(started <= float(row["finished_at"]) <= time.time() for row in rows)
+        assert all(0 < float(row["latency_ms"]) < 5000 for row in rows)
 
     @pytest.mark.parametrize("arguments", [["--users", "0"], ["--duration", "0"], ["--duration", "99999"]])
     def test_unbounded_runs_are_refused(self, arguments):
