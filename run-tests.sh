@@ -34,15 +34,15 @@ say "ruff"
 say "mypy --strict"
 .venv/bin/mypy
 say "pytest"
-rm -f build/e2e-report.json build/e2e-operations.json  # written by the end-to-end tests of this run only
+# Written by the end-to-end tests of this run only.
+reports=(build/e2e-report.json build/e2e-operations.json build/e2e-request-metrics.json)
+rm -f "${reports[@]}"
 status=0
 .venv/bin/pytest "$@" || status=$?
-if [ -f build/e2e-report.json ]; then
-    say "end-to-end timings (seconds since the load started):"
-    cat build/e2e-report.json >&2
-fi
-if [ -f build/e2e-operations.json ]; then
-    say "end-to-end operations (seconds):"
-    cat build/e2e-operations.json >&2
-fi
+for report in "${reports[@]}"; do
+    if [ -f "$report" ]; then
+        say "$report (end-to-end timings in seconds, latencies in milliseconds):"
+        cat "$report" >&2
+    fi
+done
 exit $status
