@@ -1,16 +1,18 @@
 """What counting every request costs nginx: requests per second with and without it.
 
     .venv/bin/python bench/entrypoint_measurement.py [--rounds N] [--seconds S] [--connections C]
+        [--upstream nginx|demo]
 
 Needs nginx with its Lua module and wrk (``apt-get install nginx-light
 libnginx-mod-http-lua wrk``), and runs as root (nginx's workers switch user).
 
 Both configurations are the entry point's own (``nginx.config.render``); the baseline is
-the same file without the ``log_by_lua_block`` that counts. The upstream is a second
-server block of the same nginx answering ``/api/health`` itself, so that no application
-limits the rate and nginx's own work is what is measured. The two alternate for
-``--rounds`` rounds, so that a busy machine weighs on both alike; the medians are
-compared.
+the same file without the ``log_by_lua_block`` that counts. With ``--upstream nginx``
+(the default) the upstream is a second server block of the same nginx answering
+``/api/health`` itself, so that no application limits the rate and nginx's own work is
+what is measured: the worst case for the counters' share. With ``--upstream demo`` it is
+one demo API process, as in the stack. The two configurations alternate for ``--rounds``
+rounds, so that a busy machine weighs on both alike; the medians are compared.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import signal
 import socket
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -42,7 +45,7 @@ UPSTREAM = f"""
 """
 
 
-def configuration(directory: Path, counted: bool) -> Path:
+def configuration(directory: Path, counted: bool, own_upstream: bool = True) -> Path:
     settings = ProxySettings(
         listen_port=PROXY_PORT,
         location="/api/",
@@ -52,7 +55,8 @@ def configuration(directory: Path, counted: bool) -> Path:
         metrics_port=METRICS_PORT,
     )
     text = render(["127.0.0.1"], settings).replace("pid /run/nginx.pid;", f"pid {directory}/nginx.pid;")
-    text = text[: text.rstrip().rfind("}")] + UPSTREAM.lstrip("\n")
+    if own_upstream:
+        text = text[: text.rstrip().rfind("}")] + UPSTREAM.lstrip("\n")
     if not counted:
         text, removed = COUNTING.subn("\n", text)
         assert removed == 1, "the rendered configuration no longer counts in one log_by_lua_block"  # noqa: S101
@@ -97,22 +101,31 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--upstream", choices=("nginx", "demo"), default="nginx")
     arguments = parser.parse_args()
     for tool in ("nginx", "wrk"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is needed: apt-get install nginx-light libnginx-mod-http-lua wrk")
-    with tempfile.TemporaryDirectory() as name:
-        directory = Path(name)
-        configs = {
-            False: configuration(directory, counted=False),
-            True: configuration(directory, counted=True),
-        }
-        rates: dict[bool, list[float]] = {False: [], True: []}
-        for _ in range(arguments.rounds):
-            for counted in (False, True):
-                rates[counted].append(
-                    requests_per_second(configs[counted], arguments.seconds, arguments.connections)
-                )
+    own = arguments.upstream == "nginx"
+    demo = None
+    if not own:
+        environment = {"PORT": str(UPSTREAM_PORT), "LOG_LEVEL": "warning"}
+        demo = subprocess.Popen([sys.executable, "-m", "demo_api"], env=environment)
+        wait_for_port(UPSTREAM_PORT)
+    try:
+        with tempfile.TemporaryDirectory() as name:
+            directory = Path(name)
+            configs = {counted: configuration(directory, counted, own) for counted in (False, True)}
+            rates: dict[bool, list[float]] = {False: [], True: []}
+            for _ in range(arguments.rounds):
+                for counted in (False, True):
+                    rates[counted].append(
+                        requests_per_second(configs[counted], arguments.seconds, arguments.connections)
+                    )
+    finally:
+        if demo is not None:
+            demo.terminate()
+            demo.wait(timeout=15)
     baseline, measured = statistics.median(rates[False]), statistics.median(rates[True])
     print(f"{'configuration':<24}{'median req/s':>14}   every round")
     for label, counted in (("without counting", False), ("with counting", True)):
