@@ -22,6 +22,7 @@ class Problems:
     """The active problems by kind and subject.
 
     Kinds in use: ``collector`` (an answer), ``collector_entry`` (one entry of it),
+    ``entrypoint`` (an entry point's counters), ``entrypoint_entry`` (one service in them),
     ``docker`` (the API), ``service_entry`` (one service in its answer), ``label``,
     ``decision`` (an unexpected error while deciding), ``scale`` (a refused update),
     ``state`` (the saved state).

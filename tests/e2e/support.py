@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import docker
+import pytest
+
+Seen = TypeVar("Seen")
 
 ROOT = Path(__file__).resolve().parents[2]
 STACK = "autoscaler-e2e"
@@ -56,3 +62,16 @@ def start_load(stack: Stack, users: int, path: str, duration: int = 300) -> subp
 def stop_load(load: subprocess.Popen[str]) -> None:
     load.terminate()
     load.wait(timeout=30)
+
+
+def wait_until(
+    condition: str, look: Callable[[], Seen | None], predicate: Callable[[Seen], bool], timeout: float
+) -> Seen:
+    """The first thing ``look`` sees (twice a second) that satisfies ``predicate``; fails at ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        seen = look()
+        if seen is not None and predicate(seen):
+            return seen
+        time.sleep(0.5)
+    pytest.fail(f"timed out after {timeout:.0f}s waiting for {condition}; last: {look()}")

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.support import ROOT, Stack
+from tests.e2e.support import ROOT, Stack, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -59,13 +59,7 @@ class StatusWatch:
         return check
 
     def until(self, condition: str, predicate: Callable[[Check], bool], timeout: float) -> Check:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            check = self.poll()
-            if check is not None and predicate(check):
-                return check
-            time.sleep(1)
-        pytest.fail(f"timed out after {timeout:.0f}s waiting for {condition}; last: {self.poll()}")
+        return wait_until(condition, self.poll, predicate, timeout)
 
     def scale_ups(self) -> list[Check]:
         return [check for check in self.checks.values() if check.reason["action"] == "scale_up"]

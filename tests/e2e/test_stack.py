@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from autoscaler.swarm import parse_timestamp
 from autoscaler.traffic import parse
 from nginx.config import upstream_addresses
-from tests.e2e.support import ROOT, Stack, start_load, stop_load
+from tests.e2e.support import ROOT, Stack, start_load, stop_load, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -141,13 +141,7 @@ class Watch:
         return self.snapshots[-1] if self.snapshots else None
 
     def wait_for(self, condition: str, predicate: Callable[[Snapshot], bool], timeout: float) -> Snapshot:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            snapshot = self.latest()
-            if snapshot is not None and predicate(snapshot):
-                return snapshot
-            time.sleep(0.5)
-        pytest.fail(f"timed out after {timeout:.0f}s waiting for {condition}; last: {self.latest()}")
+        return wait_until(condition, self.latest, predicate, timeout)
 
 
 def replica_changes(snapshots: list[Snapshot]) -> list[tuple[float, float, int, int]]:
