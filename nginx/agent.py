@@ -9,6 +9,7 @@ and needs no Docker socket in this internet-facing container.
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 import socket
 from collections.abc import Awaitable, Callable, Mapping
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import structlog
 
-from common.config import read_float, read_name, read_port, read_str
+from common.config import ConfigError, read_float, read_int, read_name, read_port, read_str
 from common.lifecycle import sleep_unless_stopped
 from nginx.config import ProxySettings, render
 
@@ -37,6 +38,27 @@ class AgentSettings:
     proxy: ProxySettings
 
 
+LOCATION = re.compile(r"/[A-Za-z0-9._~/-]{0,200}")
+"""A URL prefix: nothing nginx would read as more than a location (no space, brace, semicolon, quote)."""
+MOST_WORKERS = 256
+
+
+def _location(environ: Mapping[str, str]) -> str:
+    value = read_str(environ, "PROXY_LOCATION", "/api/")
+    if not LOCATION.fullmatch(value):
+        raise ConfigError(
+            "PROXY_LOCATION", value, "must be a URL prefix: /, then letters, digits and . _ ~ / -"
+        )
+    return value
+
+
+def _workers(environ: Mapping[str, str]) -> str:
+    """``auto`` or a number of worker processes."""
+    if read_str(environ, "NGINX_WORKERS", "auto") == "auto":
+        return "auto"
+    return str(read_int(environ, "NGINX_WORKERS", 1, minimum=1, maximum=MOST_WORKERS))
+
+
 def load(environ: Mapping[str, str]) -> AgentSettings:
     service = read_name(environ, "UPSTREAM_SERVICE", "demo-api")
     return AgentSettings(
@@ -45,9 +67,9 @@ def load(environ: Mapping[str, str]) -> AgentSettings:
         config_path=Path(read_str(environ, "NGINX_CONFIG", "/etc/nginx/nginx.conf")),
         proxy=ProxySettings(
             listen_port=read_port(environ, "LISTEN_PORT", 80),
-            location=read_str(environ, "PROXY_LOCATION", "/api/"),
+            location=_location(environ),
             upstream_port=read_port(environ, "UPSTREAM_PORT", 8000),
-            workers=read_str(environ, "NGINX_WORKERS", "auto"),
+            workers=_workers(environ),
             service=service,
             metrics_port=read_port(environ, "METRICS_PORT", 9145),
         ),

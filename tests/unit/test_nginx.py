@@ -124,6 +124,30 @@ class TestSettings:
         settings = load({"UPSTREAM_SERVICE": "web", "METRICS_PORT": "9200"})
         assert (settings.service, settings.proxy.service, settings.proxy.metrics_port) == ("web", "web", 9200)
 
+    @pytest.mark.parametrize(
+        ("variable", "value"),
+        [
+            ("PROXY_LOCATION", "/ { return 200 'x'; } location /api/"),
+            ("PROXY_LOCATION", "api/"),
+            ("PROXY_LOCATION", "/api/;"),
+            ("NGINX_WORKERS", "1; error_log /tmp/x debug"),
+            ("NGINX_WORKERS", "0"),
+            ("NGINX_WORKERS", "many"),
+        ],
+    )
+    def test_a_value_nginx_would_read_as_a_directive_is_refused(self, variable, value):
+        with pytest.raises(ConfigError) as raised:
+            load({variable: value})
+        assert (raised.value.name, raised.value.value) == (variable, value)
+
+    @pytest.mark.parametrize(
+        ("environment", "location", "workers"),
+        [({}, "/api/", "auto"), ({"PROXY_LOCATION": "/", "NGINX_WORKERS": "3"}, "/", "3")],
+    )
+    def test_locations_and_workers_that_are_only_that(self, environment, location, workers):
+        proxy = load(environment).proxy
+        assert (proxy.location, proxy.workers) == (location, workers)
+
     @pytest.mark.parametrize("name", ["we$b", 'web"; deny all; "', "-web"])
     def test_a_service_name_nginx_would_read_as_more_is_refused(self, name):
         with pytest.raises(ConfigError, match="UPSTREAM_SERVICE"):
