@@ -5,24 +5,29 @@ GET /api/health answers at once; GET /api/work?ms=N burns N milliseconds of CPU 
 the load balancer spread requests over the tasks. GET /api/wait?ms=N waits N
 milliseconds on average (from N/2 to 3N/2, as a database's answers vary) in one of
 WAIT_WORKERS slots (4): its latency grows with concurrency while its CPU stays low,
-like a service waiting on a database. GET /api/flaky?p=F fails a
-fraction F of the requests with a 500.
+like a service waiting on a database. GET /api/flaky?p=F fails a fraction F of the
+requests with a 500.
+
+It is served by uvicorn, which shuts down as a service must for scaling without dropped
+requests: at SIGTERM it stops accepting connections, closes its idle keep-alive ones,
+lets every request in flight finish, and then exits.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
-import signal
 import socket
-import threading
 import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
 import structlog
+import uvicorn
 
 from common.config import ConfigError, parse_float, parse_int, read_int, read_port
 from common.lifecycle import load_or_exit
@@ -31,6 +36,11 @@ log = structlog.get_logger("demo_api")
 
 MAX_WORK_MS = 5000
 MAX_WAIT_WORKERS = 1000
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
 
 
 def burn_cpu(milliseconds: int) -> None:
@@ -60,86 +70,98 @@ def failure_fraction(query: str) -> float | None:
         return None
 
 
-class DemoServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int], wait_workers: int) -> None:
-        super().__init__(address, Handler)
-        self.wait_slots = threading.BoundedSemaphore(wait_workers)
-        """The workers /api/wait queues for: requests beyond them wait their turn."""
+BAD_MS = {"error": f"ms must be a whole number in 0..{MAX_WORK_MS}"}
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive with nginx's upstream pool
-    server_version = "demo-api"
-    # The headers and the body go out in two writes; with Nagle's algorithm the body would
-    # wait for the ACK of the headers, which the peer delays by 40 ms on a kept-alive connection.
-    disable_nagle_algorithm = True
+@dataclass(frozen=True)
+class Answer:
+    status: HTTPStatus
+    payload: dict[str, Any]
 
-    def _send(self, status: int, payload: dict[str, Any]) -> None:
-        body = json.dumps(payload).encode() + b"\n"
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
 
-    def do_GET(self) -> None:
-        url = urlsplit(self.path)
-        if url.path == "/api/health":
-            self._send(HTTPStatus.OK, {"status": "ok"})
-        elif url.path == "/api/work":
-            milliseconds = work_milliseconds(url.query)
-            if milliseconds is None:
-                self._send(
-                    HTTPStatus.BAD_REQUEST, {"error": f"ms must be a whole number in 0..{MAX_WORK_MS}"}
-                )
-                return
-            burn_cpu(milliseconds)
-            self._send(
-                HTTPStatus.OK,
-                {
-                    "served_by": self.connection.getsockname()[0],
-                    "hostname": socket.gethostname(),
-                    "cpu_ms": milliseconds,
-                },
-            )
-        elif url.path == "/api/wait":
-            self._wait(url.query)
-        elif url.path == "/api/flaky":
-            self._flaky(url.query)
-        else:
-            self._send(HTTPStatus.NOT_FOUND, {"error": "not found"})
+class DemoApi:
+    """The ASGI application: one coroutine per endpoint."""
 
-    def _wait(self, query: str) -> None:
+    def __init__(self, wait_workers: int) -> None:
+        self.wait_workers = wait_workers
+        self._wait_slots: asyncio.Semaphore | None = None
+
+    @property
+    def wait_slots(self) -> asyncio.Semaphore:
+        """The workers /api/wait queues for, made on the server's event loop at first use."""
+        if self._wait_slots is None:
+            self._wait_slots = asyncio.Semaphore(self.wait_workers)
+        return self._wait_slots
+
+    async def __call__(self, scope: Scope, _receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return  # no lifespan: nothing to start or stop
+        query = scope.get("query_string", b"").decode("latin-1")
+        served_by = (scope.get("server") or ("", 0))[0]
+        answer = await self.answer(scope["method"], scope["path"], query, served_by)
+        body = json.dumps(answer.payload).encode() + b"\n"
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def answer(self, method: str, path: str, query: str, served_by: str) -> Answer:
+        if method != "GET":
+            return Answer(HTTPStatus.METHOD_NOT_ALLOWED, {"error": "only GET"})
+        if path == "/api/health":
+            return Answer(HTTPStatus.OK, {"status": "ok"})
+        if path == "/api/work":
+            return await self._work(query, served_by)
+        if path == "/api/wait":
+            return await self._wait(query, served_by)
+        if path == "/api/flaky":
+            return self._flaky(query, served_by)
+        return Answer(HTTPStatus.NOT_FOUND, {"error": "not found"})
+
+    @staticmethod
+    async def _work(query: str, served_by: str) -> Answer:
         milliseconds = work_milliseconds(query)
         if milliseconds is None:
-            self._send(HTTPStatus.BAD_REQUEST, {"error": f"ms must be a whole number in 0..{MAX_WORK_MS}"})
-            return
-        assert isinstance(self.server, DemoServer)  # noqa: S101 - main() serves with a DemoServer
-        queued_at = time.monotonic()
-        with self.server.wait_slots:
-            started_at = time.monotonic()
-            time.sleep(random.uniform(0.5, 1.5) * milliseconds / 1000)  # noqa: S311 - a demo's delay
-        self._send(
-            HTTPStatus.OK,
-            {
-                "served_by": self.connection.getsockname()[0],
-                "queued_ms": round(1000 * (started_at - queued_at)),
-            },
-        )
+            return Answer(HTTPStatus.BAD_REQUEST, BAD_MS)
+        # In a thread, so that the server goes on accepting and answering while it burns.
+        await asyncio.to_thread(burn_cpu, milliseconds)
+        payload = {"served_by": served_by, "hostname": socket.gethostname(), "cpu_ms": milliseconds}
+        return Answer(HTTPStatus.OK, payload)
 
-    def _flaky(self, query: str) -> None:
+    async def _wait(self, query: str, served_by: str) -> Answer:
+        milliseconds = work_milliseconds(query)
+        if milliseconds is None:
+            return Answer(HTTPStatus.BAD_REQUEST, BAD_MS)
+        queued_at = time.monotonic()
+        async with self.wait_slots:
+            started_at = time.monotonic()
+            await asyncio.sleep(random.uniform(0.5, 1.5) * milliseconds / 1000)  # noqa: S311 - a demo's delay
+        queued_ms = round(1000 * (started_at - queued_at))
+        return Answer(HTTPStatus.OK, {"served_by": served_by, "queued_ms": queued_ms})
+
+    @staticmethod
+    def _flaky(query: str, served_by: str) -> Answer:
         fraction = failure_fraction(query)
         if fraction is None:
-            self._send(HTTPStatus.BAD_REQUEST, {"error": "p must be a number in 0..1"})
-        elif random.random() < fraction:  # noqa: S311 - a demo's failures, not a secret
-            self._send(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": "failed on purpose"})
-        else:
-            self._send(HTTPStatus.OK, {"served_by": self.connection.getsockname()[0]})
+            return Answer(HTTPStatus.BAD_REQUEST, {"error": "p must be a number in 0..1"})
+        if random.random() < fraction:  # noqa: S311 - a demo's failures, not a secret
+            return Answer(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": "failed on purpose"})
+        return Answer(HTTPStatus.OK, {"served_by": served_by})
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002, ANN401 - the base class's signature
-        """Requests are not logged one by one: the load balancer sees them all."""
+
+def server(host: str, port: int, wait_workers: int) -> uvicorn.Server:
+    """uvicorn serving the demo API; ``run()`` serves until SIGTERM (or ``should_exit``)."""
+    config = uvicorn.Config(
+        DemoApi(wait_workers),
+        host=host,
+        port=port,
+        log_config=None,  # the process's own (structured) logging
+        access_log=False,
+        lifespan="off",
+        # Idle keep-alive connections stay open longer than nginx keeps them (60 s), so
+        # that nginx never sends a request on a connection the server is closing.
+        timeout_keep_alive=75,
+    )
+    return uvicorn.Server(config)
 
 
 def main() -> None:
@@ -149,16 +171,8 @@ def main() -> None:
             read_int(environ, "WAIT_WORKERS", 4, minimum=1, maximum=MAX_WAIT_WORKERS),
         )
     )
-    server = DemoServer(("0.0.0.0", port), wait_workers)  # noqa: S104 - a service in a container
-
-    def stop(_signum: int, _frame: object) -> None:
-        # shutdown() waits for serve_forever() to return, so it cannot run on the serving thread.
-        threading.Thread(target=server.shutdown, name="shutdown").start()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
     log.info("demo api started", port=port, wait_workers=wait_workers)
-    server.serve_forever()
+    server("0.0.0.0", port, wait_workers).run()  # noqa: S104 - a service in a container
     log.info("demo api stopped")
 
 

@@ -2,23 +2,54 @@ import asyncio
 import csv
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 import httpx
 import pytest
+import uvicorn
 
-from demo_api.__main__ import DemoServer, failure_fraction, work_milliseconds
+from demo_api.__main__ import failure_fraction, server, work_milliseconds
 from loadtest.__main__ import Outcome, main, parse_arguments, percentile, run_load, summarize
 
 
-@pytest.fixture
-def demo_api():
-    server = DemoServer(("127.0.0.1", 0), wait_workers=2)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+@dataclass
+class Running:
+    url: str
+    server: uvicorn.Server
+    thread: threading.Thread
+
+    def stop(self) -> None:
+        """What SIGTERM does to the demo API."""
+        self.server.should_exit = True
+
+    def stopped(self) -> bool:
+        self.thread.join(timeout=10)  # a bound for a hang, far beyond a prompt exit
+        return not self.thread.is_alive()
+
+
+@contextmanager
+def running_demo() -> Iterator[Running]:
+    demo = server("127.0.0.1", 0, wait_workers=2)
+    thread = threading.Thread(target=demo.run, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    while not demo.started:
+        time.sleep(0.01)
+    port = demo.servers[0].sockets[0].getsockname()[1]
+    running = Running(f"http://127.0.0.1:{port}", demo, thread)
+    try:
+        yield running
+    finally:
+        running.stop()
+        thread.join(timeout=30)
+
+
+@pytest.fixture
+def demo_api() -> Iterator[str]:
+    with running_demo() as running:
+        yield running.url
 
 
 class TestDemoApi:
@@ -52,12 +83,37 @@ class TestDemoApi:
         assert max(answer.json()["queued_ms"] for answer in answers) > 0
         assert httpx.get(demo_api + "/api/wait?ms=oops").status_code == 400
 
+    def test_other_methods_and_paths_are_refused(self, demo_api):
+        assert httpx.post(demo_api + "/api/health").status_code == 405
+        assert httpx.get(demo_api + "/nothing").status_code == 404
+
     def test_flaky_fails_the_fraction_asked_for(self, demo_api):
         with httpx.Client() as client:
             assert {client.get(demo_api + "/api/flaky?p=1").status_code for _ in range(5)} == {500}
             assert {client.get(demo_api + "/api/flaky?p=0").status_code for _ in range(5)} == {200}
             codes = [client.get(demo_api + "/api/flaky?p=0.5").status_code for _ in range(200)]
         assert 60 <= codes.count(500) <= 140  # binomial(200, 0.5): outside this about once in 10^8 runs
+
+
+class TestGracefulShutdown:
+    """At SIGTERM: no new connections, requests in flight finish, idle keep-alive connections close."""
+
+    def test_a_request_in_flight_finishes(self):
+        with running_demo() as demo, ThreadPoolExecutor(1) as pool:
+            in_flight = pool.submit(httpx.get, demo.url + "/api/wait?ms=1000", timeout=30)
+            while not demo.server.server_state.tasks:
+                time.sleep(0.01)  # until the request is being served
+            demo.stop()
+            assert in_flight.result().status_code == 200
+            assert demo.stopped()
+            with pytest.raises(httpx.ConnectError):
+                httpx.get(demo.url + "/api/health")
+
+    def test_an_idle_keep_alive_connection_does_not_hold_the_exit(self):
+        with running_demo() as demo, httpx.Client() as client:
+            assert client.get(demo.url + "/api/health").status_code == 200
+            demo.stop()
+            assert demo.stopped()
 
 
 class TestSummarize:
