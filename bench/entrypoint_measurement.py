@@ -31,7 +31,7 @@ from pathlib import Path
 
 from nginx.config import ProxySettings, render
 
-PROXY_PORT, METRICS_PORT, UPSTREAM_PORT = 18280, 18281, 18282
+PROXY_PORT, METRICS_PORT, UPSTREAM_PORT, CONTROL_PORT = 18280, 18281, 18282, 18283
 COUNTING = re.compile(r"\s*log_by_lua_block \{[^}]*\}\n")
 UPSTREAM = f"""
     server {{
@@ -53,6 +53,7 @@ def configuration(directory: Path, counted: bool, own_upstream: bool = True) -> 
         workers="1",
         service="demo-api",
         metrics_port=METRICS_PORT,
+        control_port=CONTROL_PORT,
     )
     text = render(["127.0.0.1"], settings).replace("pid /run/nginx.pid;", f"pid {directory}/nginx.pid;")
     if own_upstream:

@@ -4,6 +4,11 @@ The task list comes from Swarm's DNS: ``tasks.<service>`` resolves to the overla
 address of every running task (a task with a health check only once it is healthy).
 This follows what Swarm runs — failures, rolling updates and manual scaling included —
 and needs no Docker socket in this internet-facing container.
+
+The configuration is written once, at start, with the tasks found then; every change
+of the tasks after that is pushed to nginx (``/configuration/backends`` on 127.0.0.1),
+whose balancer takes it without a reload: a reload would close the clients' idle
+keep-alive connections.
 """
 
 from __future__ import annotations
@@ -16,11 +21,12 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import structlog
 
 from common.config import ConfigError, read_float, read_int, read_name, read_port, read_str
 from common.lifecycle import sleep_unless_stopped
-from nginx.config import ProxySettings, render
+from nginx.config import ProxySettings, backends, render
 
 log = structlog.get_logger("nginx_agent")
 
@@ -72,6 +78,7 @@ def load(environ: Mapping[str, str]) -> AgentSettings:
             workers=_workers(environ),
             service=service,
             metrics_port=read_port(environ, "METRICS_PORT", 9145),
+            control_port=read_port(environ, "CONTROL_PORT", 10246),
         ),
     )
 
@@ -120,14 +127,39 @@ async def install(config: str, path: Path) -> None:
     candidate.replace(path)
 
 
+class PushFailedError(Exception):
+    """nginx did not take the task list: it is pushed again at the next sync."""
+
+
+Pusher = Callable[[list[str]], Awaitable[None]]
+
+
+def http_pusher(settings: ProxySettings, timeout: float = 5.0) -> Pusher:
+    """Pushes ``ip:port`` lines to nginx's balancer over its control port."""
+    url = f"http://127.0.0.1:{settings.control_port}/configuration/backends"
+
+    async def push(lines: list[str]) -> None:
+        try:
+            async with httpx.AsyncClient(timeout=timeout) as client:
+                response = await client.post(url, content="\n".join(lines))
+        except httpx.HTTPError as error:
+            raise PushFailedError(repr(error)) from error
+        if response.status_code != httpx.codes.OK:
+            raise PushFailedError(f"{response.status_code} {response.text.strip()}")
+
+    return push
+
+
 class UpstreamAgent:
-    def __init__(self, settings: AgentSettings, resolve: Resolver = resolve_tasks) -> None:
+    def __init__(
+        self, settings: AgentSettings, resolve: Resolver = resolve_tasks, push: Pusher | None = None
+    ) -> None:
         self.settings = settings
         self.addresses: list[str] | None = None
-        self.rejected: list[str] | None = None
-        """The task list whose configuration nginx -t refused: not tried again until the list changes."""
-        self.write_error: str | None = None
+        """The tasks nginx sends requests to."""
+        self.push_error: str | None = None
         self._resolve = resolve
+        self._push = push or http_pusher(settings.proxy)
         self._nginx: asyncio.subprocess.Process | None = None
 
     async def start_nginx(self) -> None:
@@ -150,24 +182,18 @@ class UpstreamAgent:
         except LookupFailedError as error:
             log.warning("task lookup failed; keeping the current upstream", error=str(error))
             return
-        if addresses in (self.addresses, self.rejected):
+        if addresses == self.addresses:
             return
         previous = self.addresses or []
         try:
-            await install(render(addresses, self.settings.proxy), self.settings.config_path)
-        except ConfigRejectedError as error:
-            self.rejected = addresses
-            log.error("rendered configuration rejected; keeping the working one", error=str(error))
+            await self._push(backends(addresses, self.settings.proxy.upstream_port))
+        except PushFailedError as error:
+            # nginx keeps the tasks it has; the list is pushed again at the next sync.
+            if self.push_error != str(error):
+                log.error("nginx did not take the task list; keeping its current one", error=str(error))
+            self.push_error = str(error)
             return
-        except OSError as error:
-            # A full or read-only disk: keep serving with the working configuration, try again.
-            if self.write_error != str(error):
-                log.error("cannot write the configuration; keeping the working one", error=str(error))
-            self.write_error = str(error)
-            return
-        self.rejected, self.write_error = None, None
-        if self._nginx is not None and self._nginx.returncode is None:
-            self._nginx.send_signal(signal.SIGHUP)  # graceful reload: old workers finish their requests
+        self.push_error = None
         self.addresses = addresses
         log.info(
             "upstream updated",

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 UPSTREAM_NAME = "backend"
 LUA_DIRECTORY = Path(__file__).parent / "lua"
-"""monitor.lua counts the requests, metrics.lua writes them out."""
+"""monitor.lua counts the requests, metrics.lua writes them out; configuration.lua keeps the
+tasks the agent pushes, balancer.lua picks one for each try."""
+CONFIGURATION_ZONE_SIZE = "1m"
+"""Shared memory for the task list the agent pushes: room for thousands of tasks."""
 COUNTERS_ZONE_SIZE = "10m"
 """Shared memory for the request counters; counts a full zone could not keep are counted as lost."""
 
@@ -36,18 +38,18 @@ class ProxySettings:
     """The name the proxied requests are counted under: the upstream service's."""
     metrics_port: int
     """Port of the request counters' ``/metrics``, apart from the proxied traffic."""
+    control_port: int
+    """Port on 127.0.0.1 where the agent pushes the tasks (``/configuration/backends``)."""
 
 
-def _server_lines(addresses: Sequence[str], port: int) -> str:
-    if not addresses:
-        # nginx refuses an empty upstream; a server marked down answers 502 until tasks run.
-        return "        server 127.0.0.1:9 down;  # no running tasks"
-    return "\n".join(f"        server {address}:{port} max_fails=1 fail_timeout=5s;" for address in addresses)
+def backends(addresses: Sequence[str], port: int) -> list[str]:
+    """The tasks as nginx's balancer takes them: ``ip:port``, in order."""
+    return [f"{address}:{port}" for address in sorted(addresses)]
 
 
 def render(addresses: Sequence[str], settings: ProxySettings) -> str:
-    """nginx.conf routing ``settings.location`` to exactly ``addresses``, least connections first."""
-    servers = _server_lines(sorted(addresses), settings.upstream_port)
+    """nginx.conf routing ``settings.location`` to ``addresses`` until the agent pushes others."""
+    initial = ", ".join(f'"{backend}"' for backend in backends(addresses, settings.upstream_port))
     edges = ", ".join(f"{edge:g}" for edge in DURATION_BUCKETS)
     return f"""# Written by the upstream agent from Swarm's running tasks; changes are overwritten.
 load_module modules/ndk_http_module.so;
@@ -73,20 +75,38 @@ http {{
     lua_package_path "{LUA_DIRECTORY}/?.lua;;";
     # Shared memory outlives a reload, and the request counters with it.
     lua_shared_dict entrypoint_requests {COUNTERS_ZONE_SIZE};
+    lua_shared_dict entrypoint_configuration {CONFIGURATION_ZONE_SIZE};
     # Loaded by the master, as root, before the workers start: they inherit the modules
     # and never read the files themselves (as nobody, who may not be allowed to).
     init_by_lua_block {{
         require("monitor").init({{{edges}}}, {{"{settings.service}"}})
         require("metrics")
+        require("configuration").init({{{initial}}})
+        require("balancer")
     }}
     init_worker_by_lua_block {{
         require("monitor").init_worker()
+        require("balancer").init_worker()
     }}
 
     upstream {UPSTREAM_NAME} {{
-        least_conn;
-{servers}
+        server 0.0.0.1;  # never used: balancer.lua picks the task for every try
+        balancer_by_lua_block {{
+            require("balancer").balance()
+        }}
         keepalive 32;
+    }}
+
+    server {{
+        listen 127.0.0.1:{settings.control_port};
+
+        location = /configuration/backends {{
+            client_body_buffer_size 1m;
+            client_max_body_size 1m;
+            content_by_lua_block {{
+                require("configuration").backends()
+            }}
+        }}
     }}
 
     server {{
@@ -95,6 +115,16 @@ http {{
         location = /metrics {{
             content_by_lua_block {{
                 require("metrics").write()
+            }}
+        }}
+
+        # The tasks requests go to now, one ip:port a line.
+        location = /nginx/upstream {{
+            limit_except GET {{
+                deny all;
+            }}
+            content_by_lua_block {{
+                require("configuration").backends()
             }}
         }}
     }}
@@ -108,6 +138,9 @@ http {{
         }}
 
         location {settings.location} {{
+            access_by_lua_block {{
+                require("balancer").refuse_without_tasks()
+            }}
             log_by_lua_block {{
                 require("monitor").log("{settings.service}")
             }}
@@ -116,7 +149,8 @@ http {{
             proxy_set_header Connection "";
             proxy_set_header Host $host;
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            # A task that refuses or fails a request before answering hands it to another.
+            # A task that refuses or fails a request before answering hands it to another
+            # (an idempotent request, or any that never reached a task).
             proxy_next_upstream error timeout http_502 http_503;
             proxy_next_upstream_tries 3;
             proxy_connect_timeout 2s;
@@ -125,11 +159,3 @@ http {{
     }}
 }}
 """
-
-
-_UPSTREAM_SERVER = re.compile(r"^\s*server\s+(\S+):\d+\s+(?!down;)")
-
-
-def upstream_addresses(config: str) -> list[str]:
-    """The task addresses in a rendered configuration's upstream (for status and tests)."""
-    return sorted(m.group(1) for line in config.splitlines() if (m := _UPSTREAM_SERVER.match(line)))

@@ -19,7 +19,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from autoscaler.swarm import parse_timestamp
 from autoscaler.traffic import parse
-from nginx.config import upstream_addresses
 from tests.e2e.support import ROOT, Stack, start_load, stop_load, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -56,13 +55,10 @@ def running_task_addresses(stack: Stack) -> frozenset[str]:
 
 
 def upstream(stack: Stack) -> frozenset[str]:
-    """The task addresses in the configuration nginx runs with."""
-    (container,) = stack.docker.containers.list(
-        filters={"label": f"com.docker.swarm.service.name={stack.service('nginx')}"}
-    )
-    result = container.exec_run(["cat", "/etc/nginx/nginx.conf"])
-    assert result.exit_code == 0, result.output
-    return frozenset(upstream_addresses(result.output.decode()))
+    """The task addresses nginx's balancer sends requests to now."""
+    listing = httpx.get(stack.entry_metrics.removesuffix("/metrics") + "/nginx/upstream", timeout=5)
+    listing.raise_for_status()
+    return frozenset(line.rsplit(":", 1)[0] for line in listing.text.split())
 
 
 @dataclass(frozen=True)
@@ -310,5 +306,8 @@ class TestScaling:
             )
         unserved = ever_running - set(watch.first_served)
         assert not unserved, f"tasks that never received a request: {unserved}"
+        # Keep-alive probes all along the way up and back down: not one may fail.
+        assert watch.probes > 0
+        assert watch.probe_errors == 0, report
         assert snapshots[-1].replicas == minimum
         assert snapshots[-1].settled

@@ -2,130 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
-import signal
-import socket
-import subprocess
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
-from urllib.parse import parse_qs, urlparse
 
 import httpx
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from autoscaler.traffic import parse
-from nginx.config import ProxySettings, render
-
-FLUSH_INTERVAL = 1.0
-"""Seconds between two additions of a worker's counts to shared memory (monitor.lua)."""
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-class Upstream(BaseHTTPRequestHandler):
-    """/api/ok answers 200, /api/fail 500, /api/sleep?ms=N after N milliseconds."""
-
-    def do_GET(self) -> None:
-        url = urlparse(self.path)
-        if url.path == "/api/sleep":
-            time.sleep(int(parse_qs(url.query)["ms"][0]) / 1000)
-        status = 500 if url.path == "/api/fail" else 200
-        body = b"ok\n"
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *_: object) -> None:
-        pass
-
-
-@dataclass
-class Proxy:
-    entry: str
-    metrics: str
-    master: subprocess.Popen[bytes]
-    upstream: str
-    refusing: str
-
-    def counters(self, requests: int) -> str:
-        """The counters once ``requests`` requests are in: each worker adds its own once a second."""
-        deadline = time.monotonic() + 30
-        while True:
-            text = httpx.get(self.metrics, timeout=5).text
-            counted = sum(counters.requests for counters in parse(text).services.values())
-            if counted >= requests or time.monotonic() > deadline:
-                return text
-            time.sleep(0.2)
-
-    def reload(self) -> None:
-        self.master.send_signal(signal.SIGHUP)
-
-    def workers(self) -> set[str]:
-        return set(Path(f"/proc/{self.master.pid}/task/{self.master.pid}/children").read_text().split())
-
-
-def wait_for_port(port: int, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    pytest.fail(f"nothing listens on {port}")
-
-
-@contextmanager
-def started(tmp_path: Path, addresses: list[str]) -> Iterator[Proxy]:
-    """nginx rendered by the agent's code, before ``addresses``: a task listens on 127.0.0.1 only."""
-    nginx = shutil.which("nginx")
-    assert nginx, "nginx is required: run-tests.sh installs it"
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Upstream)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    port = server.server_address[1]
-    settings = ProxySettings(
-        listen_port=free_port(),
-        location="/api/",
-        upstream_port=port,
-        workers="2",
-        service="web",
-        metrics_port=free_port(),
-    )
-    config = render(addresses, settings)
-    config = config.replace("pid /run/nginx.pid;", f"pid {tmp_path}/nginx.pid;")
-    (tmp_path / "nginx.conf").write_text(config)
-    master = subprocess.Popen([nginx, "-c", str(tmp_path / "nginx.conf"), "-g", "daemon off;"])
-    try:
-        wait_for_port(settings.listen_port)
-        wait_for_port(settings.metrics_port)
-        yield Proxy(
-            f"http://127.0.0.1:{settings.listen_port}",
-            f"http://127.0.0.1:{settings.metrics_port}/metrics",
-            master,
-            f"127.0.0.1:{port}",
-            f"127.0.0.2:{port}",
-        )
-    finally:
-        master.send_signal(signal.SIGQUIT)
-        master.wait(timeout=15)
-        server.shutdown()
-
-
-@pytest.fixture
-def proxy(tmp_path: Path) -> Iterator[Proxy]:
-    """Before a task that answers and one (127.0.0.2) that refuses."""
-    with started(tmp_path, ["127.0.0.1", "127.0.0.2"]) as running:
-        yield running
+from tests.unit.real_nginx import FLUSH_INTERVAL, started
 
 
 def samples(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
@@ -207,7 +90,7 @@ class TestMeasurement:
 
     def test_a_request_no_task_could_take_is_an_error_with_no_try(self, tmp_path):
         with started(tmp_path, []) as no_tasks:
-            assert httpx.get(no_tasks.entry + "/api/ok").status_code == 502
+            assert httpx.get(no_tasks.entry + "/api/ok").status_code == 503
             text = no_tasks.counters(1)
         web = parse(text).services["web"]
         assert (web.requests, web.errors) == (1, 1)

@@ -1,17 +1,30 @@
 import asyncio
 import shutil
 import subprocess
-from dataclasses import replace
 
 import pytest
 import structlog
 
 from common.config import ConfigError
-from nginx.agent import AgentSettings, ConfigRejectedError, LookupFailedError, UpstreamAgent, install, load
-from nginx.config import ProxySettings, render, upstream_addresses
+from nginx.agent import (
+    AgentSettings,
+    ConfigRejectedError,
+    LookupFailedError,
+    PushFailedError,
+    UpstreamAgent,
+    install,
+    load,
+)
+from nginx.config import ProxySettings, render
 
 PROXY = ProxySettings(
-    listen_port=8081, location="/api/", upstream_port=8000, workers="1", service="web", metrics_port=9145
+    listen_port=8081,
+    location="/api/",
+    upstream_port=8000,
+    workers="1",
+    service="web",
+    metrics_port=9145,
+    control_port=10246,
 )
 
 
@@ -26,17 +39,17 @@ def nginx_accepts(config, tmp_path):
 
 
 class TestRender:
-    def test_lists_exactly_the_tasks_least_connections_first(self):
+    def test_nginx_starts_with_the_tasks_found(self):
         config = render(["10.0.1.7", "10.0.1.5"], PROXY)
-        assert upstream_addresses(config) == ["10.0.1.5", "10.0.1.7"]
-        assert "least_conn;" in config
-        assert "server 10.0.1.5:8000 " in config
+        assert 'require("configuration").init({"10.0.1.5:8000", "10.0.1.7:8000"})' in config
         assert "location /api/ {" in config
+        assert "balancer_by_lua_block" in config
 
-    def test_no_tasks_renders_a_server_marked_down(self):
-        config = render([], PROXY)
-        assert upstream_addresses(config) == []
-        assert "server 127.0.0.1:9 down;" in config
+    def test_no_tasks_starts_with_none(self):
+        assert 'require("configuration").init({})' in render([], PROXY)
+
+    def test_the_tasks_are_pushed_on_the_loopback_only(self):
+        assert "listen 127.0.0.1:10246;" in render([], PROXY)
 
     @pytest.mark.parametrize("addresses", [[], ["10.0.1.5"], [f"10.0.1.{n}" for n in range(2, 12)]])
     def test_nginx_accepts_what_is_rendered(self, addresses, tmp_path):
@@ -44,11 +57,12 @@ class TestRender:
 
 
 class TestUpstreamAgent:
-    def make(self, tmp_path, answers, proxy=PROXY):
+    def make(self, tmp_path, answers, refusals=()):
+        """An agent whose lookups give ``answers`` in turn and whose pushes fail ``refusals`` times first."""
         settings = AgentSettings(
-            service="web", sync_interval=1, config_path=tmp_path / "nginx.conf", proxy=proxy
+            service="web", sync_interval=1, config_path=tmp_path / "nginx.conf", proxy=PROXY
         )
-        queue = list(answers)
+        queue, failures, pushed = list(answers), list(refusals), []
 
         async def resolve(service):
             answer = queue.pop(0)
@@ -56,67 +70,43 @@ class TestUpstreamAgent:
                 raise answer
             return answer
 
-        return UpstreamAgent(settings, resolve), settings
+        async def push(lines):
+            if failures:
+                raise PushFailedError(failures.pop(0))
+            pushed.append(lines)
 
-    def test_follows_the_tasks(self, tmp_path):
-        agent, settings = self.make(tmp_path, [["10.0.1.5"], ["10.0.1.5", "10.0.1.6"], ["10.0.1.6"]])
-        for _ in range(3):
+        return UpstreamAgent(settings, resolve, push), pushed
+
+    def test_pushes_each_change_of_the_tasks(self, tmp_path):
+        answers = [["10.0.1.5"], ["10.0.1.5"], ["10.0.1.6", "10.0.1.5"], ["10.0.1.6"]]
+        agent, pushed = self.make(tmp_path, answers)
+        for _ in answers:
             asyncio.run(agent.sync_once())
-        assert upstream_addresses(settings.config_path.read_text()) == ["10.0.1.6"]
+        assert pushed == [["10.0.1.5:8000"], ["10.0.1.5:8000", "10.0.1.6:8000"], ["10.0.1.6:8000"]]
         assert agent.addresses == ["10.0.1.6"]
 
-    def test_a_failed_lookup_keeps_the_current_upstream(self, tmp_path):
-        agent, settings = self.make(tmp_path, [["10.0.1.5"], LookupFailedError("timeout")])
+    def test_a_failed_lookup_keeps_the_current_tasks(self, tmp_path):
+        agent, pushed = self.make(tmp_path, [["10.0.1.5"], LookupFailedError("timeout")])
         asyncio.run(agent.sync_once())
         asyncio.run(agent.sync_once())
-        assert upstream_addresses(settings.config_path.read_text()) == ["10.0.1.5"]
+        assert (pushed, agent.addresses) == ([["10.0.1.5:8000"]], ["10.0.1.5"])
 
-    def test_a_render_nginx_rejects_never_replaces_the_working_config(self, tmp_path):
-        agent, settings = self.make(tmp_path, [["10.0.1.5"], ["10.0.1.6"]])
-        asyncio.run(agent.sync_once())
-        working = settings.config_path.read_text()
-        broken = replace(PROXY, location="/api/ { no_such_directive on; }")
-        agent.settings = replace(settings, proxy=broken)
-        asyncio.run(agent.sync_once())
-        assert settings.config_path.read_text() == working
-        assert agent.addresses == ["10.0.1.5"]
-        assert not (tmp_path / "nginx.conf.candidate").exists()
+    def test_a_refused_push_is_logged_once_and_pushed_again_until_taken(self, tmp_path):
+        answers = [["10.0.1.5"]] * 4
+        agent, pushed = self.make(tmp_path, answers, refusals=["connection refused"] * 3)
+        with structlog.testing.capture_logs() as logs:
+            for _ in answers:
+                asyncio.run(agent.sync_once())
+        assert [entry["event"] for entry in logs] == [
+            "nginx did not take the task list; keeping its current one",
+            "upstream updated",
+        ]
+        assert (pushed, agent.addresses) == ([["10.0.1.5:8000"]], ["10.0.1.5"])
 
     def test_install_refuses_an_invalid_config(self, tmp_path):
         with pytest.raises(ConfigRejectedError):
             asyncio.run(install("this is not nginx", tmp_path / "nginx.conf"))
         assert not (tmp_path / "nginx.conf").exists()
-
-    def test_a_rejected_render_is_tried_and_logged_once_until_the_tasks_change(self, tmp_path):
-        agent, settings = self.make(
-            tmp_path, [["10.0.1.5"], ["10.0.1.6"], ["10.0.1.6"], ["10.0.1.6"], ["10.0.1.7"]]
-        )
-        asyncio.run(agent.sync_once())
-        agent.settings = replace(settings, proxy=replace(PROXY, location="/api/ { no_such_directive on; }"))
-        with structlog.testing.capture_logs() as logs:
-            for _ in range(3):
-                asyncio.run(agent.sync_once())
-        assert [entry["event"] for entry in logs] == [
-            "rendered configuration rejected; keeping the working one"
-        ]
-        agent.settings = settings
-        asyncio.run(agent.sync_once())
-        assert agent.addresses == ["10.0.1.7"]
-
-    def test_a_write_error_keeps_the_working_config_and_the_agent_running(self, tmp_path):
-        agent, settings = self.make(tmp_path, [["10.0.1.5"], ["10.0.1.6"], ["10.0.1.6"], ["10.0.1.6"]])
-        asyncio.run(agent.sync_once())
-        (tmp_path / "nginx.conf.candidate").mkdir()  # writing the candidate now fails with an OSError
-        with structlog.testing.capture_logs() as logs:
-            asyncio.run(agent.sync_once())
-            asyncio.run(agent.sync_once())
-        assert [entry["event"] for entry in logs] == [
-            "cannot write the configuration; keeping the working one"
-        ]
-        assert upstream_addresses(settings.config_path.read_text()) == ["10.0.1.5"]
-        (tmp_path / "nginx.conf.candidate").rmdir()
-        asyncio.run(agent.sync_once())
-        assert upstream_addresses(settings.config_path.read_text()) == ["10.0.1.6"]
 
 
 class TestSettings:

@@ -1,0 +1,85 @@
+"""nginx's balancer on a real nginx: the tasks the agent pushes, without a reload."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+
+from tests.unit.real_nginx import Proxy, started, upstream_server
+
+SYNC_INTERVAL = 0.2
+"""Seconds between two looks of each worker at the pushed tasks (balancer.lua)."""
+
+
+def answered_by(client: httpx.Client, requests: int) -> Counter[str]:
+    """The port of the task that answered each request."""
+    answers = [client.get("/api/ok") for _ in range(requests)]
+    assert [answer.status_code for answer in answers] == [200] * requests
+    return Counter(answer.text.strip() for answer in answers)
+
+
+def until_answered_only_by(client: httpx.Client, ports: set[int]) -> None:
+    """Requests until every worker has taken the pushed tasks (they look every SYNC_INTERVAL)."""
+    deadline = time.monotonic() + 10
+    while set(answered_by(client, 10)) != {str(port) for port in ports}:
+        assert time.monotonic() < deadline, f"requests never went only to {ports}"
+        time.sleep(SYNC_INTERVAL)
+
+
+class TestBalancer:
+    def test_requests_go_in_turn_to_every_pushed_task(self, tmp_path: Path) -> None:
+        with upstream_server() as first, upstream_server() as second, started(tmp_path, []) as proxy:
+            assert proxy.push([f"127.0.0.1:{first}", f"127.0.0.1:{second}"]).status_code == 200
+            assert proxy.tasks() == [f"127.0.0.1:{first}", f"127.0.0.1:{second}"]
+            with httpx.Client(base_url=proxy.entry) as client:
+                until_answered_only_by(client, {first, second})
+                spread = answered_by(client, 40)
+        # One keep-alive connection is one worker's, whose turns alternate exactly.
+        assert spread == {str(first): 20, str(second): 20}
+
+    def test_a_push_changes_the_tasks_without_a_reload(self, tmp_path: Path) -> None:
+        with upstream_server() as second, started(tmp_path, ["127.0.0.1"]) as proxy:
+            workers = proxy.workers()
+            with httpx.Client(base_url=proxy.entry) as client:
+                first = int(answered_by(client, 1).most_common(1)[0][0])
+                assert proxy.push([f"127.0.0.1:{second}"]).status_code == 200
+                until_answered_only_by(client, {second})
+                assert proxy.push([f"127.0.0.1:{first}"]).status_code == 200
+                until_answered_only_by(client, {first})
+            assert proxy.workers() == workers, "nginx reloaded"
+
+    def test_a_task_that_refuses_is_tried_once_per_worker_then_rests(self, proxy: Proxy) -> None:
+        with httpx.Client(base_url=proxy.entry) as client:
+            answered_by(client, 30)  # every request answered: refused tries went to the other task
+        text = proxy.counters(30)
+        refused = [line for line in text.splitlines() if proxy.refusing in line and 'status="502"' in line]
+        assert len(refused) == 1, refused
+        assert 1 <= float(refused[0].split()[-1]) <= 2  # two workers, each tries it once
+
+    def test_a_push_that_is_not_a_task_list_is_refused_and_changes_nothing(self, proxy: Proxy) -> None:
+        before = proxy.tasks()
+        response = proxy.push(["10.0.0.1:80", "10.0.0.2:80; deny all"])
+        assert response.status_code == 400
+        assert "not an ip:port" in response.text
+        assert proxy.tasks() == before == [proxy.upstream, proxy.refusing]
+
+    def test_the_pushed_tasks_outlive_a_reload(self, tmp_path: Path) -> None:
+        with upstream_server() as second, started(tmp_path, ["127.0.0.1"]) as proxy:
+            assert proxy.push([f"127.0.0.1:{second}"]).status_code == 200
+            before = proxy.workers()
+            proxy.reload()
+            deadline = time.monotonic() + 10
+            while proxy.workers() & before and time.monotonic() < deadline:
+                time.sleep(0.1)  # the old workers finish and new ones start
+            assert not proxy.workers() & before, "nginx did not reload"
+            assert proxy.tasks() == [f"127.0.0.1:{second}"]
+            with httpx.Client(base_url=proxy.entry) as client:
+                assert answered_by(client, 4) == {str(second): 4}
+
+    def test_without_tasks_a_request_is_refused_with_503(self, tmp_path: Path) -> None:
+        with started(tmp_path, []) as proxy:
+            assert httpx.get(proxy.entry + "/api/ok").status_code == 503
+            assert proxy.tasks() == []
