@@ -9,9 +9,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Self
 
 import docker.errors
 import httpx
@@ -214,6 +216,72 @@ class TestUnderLoad:
             assert entry["reason"]["metrics"] == {} or entry["desired_replicas"] == paused.replicas
         finally:
             label(stack, remove=("autoscaler.paused",))
+
+
+def entry_point_container(stack: Stack):
+    containers = stack.docker.containers.list(
+        filters={"label": f"com.docker.swarm.service.name={stack.service('nginx')}"}
+    )
+    return containers[0] if len(containers) == 1 else None
+
+
+@dataclass
+class Probe:
+    """Requests through the entry point every 50 ms, each noted with its status (None: no answer)."""
+
+    url: str
+    outcomes: list[tuple[float, int | None]] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=1) as client:
+            while not self._stop.wait(0.05):
+                at = time.monotonic()
+                try:
+                    status_code: int | None = client.get(self.url).status_code
+                except httpx.HTTPError:
+                    status_code = None
+                self.outcomes.append((at, status_code))
+
+    def __enter__(self) -> Self:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
+class TestEntryPoint:
+    def test_a_killed_entry_point_serves_its_tasks_again_from_its_first_answer(self, idle: Stack) -> None:
+        stack = idle
+        killed = entry_point_container(stack)
+        assert killed is not None
+        with Probe(stack.entry + "/api/health") as probe:
+            wait("answers before the kill", lambda: any(code == 200 for _, code in probe.outcomes), 10)
+            killed_at = time.monotonic()
+            killed.kill()
+            wait(
+                "a new entry point answering",
+                lambda: any(at > killed_at and code == 200 for at, code in probe.outcomes[-5:]),
+                120,
+            )
+            time.sleep(2)  # a few more answers from the new one
+        after = [(at, code) for at, code in probe.outcomes if at >= killed_at]
+        unanswered = [at for at, code in after if code is None]
+        answers = [code for _, code in after if code is not None]
+        record(
+            entry_point_outage_s=(unanswered[-1] - killed_at) if unanswered else 0.0,
+            entry_point_unanswered_probes=len(unanswered),
+        )
+        replaced = entry_point_container(stack)
+        assert replaced is not None
+        assert replaced.id != killed.id
+        # Every answer, the new entry point's first included, came from a task: no 503 for
+        # "no tasks yet", no 502.
+        assert answers
+        assert set(answers) == {200}, after
 
 
 class TestOperator:
