@@ -31,28 +31,41 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+class TaskServer(ThreadingHTTPServer):
+    dying = False
+    """Answers every request with a 503, as a task shutting down."""
+
+
 class Upstream(BaseHTTPRequestHandler):
     """/api/ok answers 200, /api/fail 500, /api/sleep?ms=N after N milliseconds; the body is the port."""
+
+    server: TaskServer
 
     def do_GET(self) -> None:
         url = urlparse(self.path)
         if url.path == "/api/sleep":
             time.sleep(int(parse_qs(url.query)["ms"][0]) / 1000)
         status = 500 if url.path == "/api/fail" else 200
+        if self.server.dying:
+            status = 503
         body = f"{self.server.server_address[1]}\n".encode()  # which task answered: its port
         self.send_response(status)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
 
+    def do_POST(self) -> None:
+        self.do_GET()
+
     def log_message(self, *_: object) -> None:
         pass
 
 
 @contextmanager
-def upstream_server() -> Iterator[int]:
+def upstream_server(dying: bool = False) -> Iterator[int]:
     """A task on 127.0.0.1 (only): its port."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Upstream)
+    server = TaskServer(("127.0.0.1", 0), Upstream)
+    server.dying = dying
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         yield server.server_address[1]

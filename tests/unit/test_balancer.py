@@ -23,9 +23,13 @@ def answered_by(client: httpx.Client, requests: int) -> Counter[str]:
 
 def until_answered_only_by(client: httpx.Client, ports: set[int]) -> None:
     """Requests until every worker has taken the pushed tasks (they look every SYNC_INTERVAL)."""
+    wanted = [(200, str(port)) for port in sorted(ports)]
     deadline = time.monotonic() + 10
-    while set(answered_by(client, 10)) != {str(port) for port in ports}:
-        assert time.monotonic() < deadline, f"requests never went only to {ports}"
+    while True:
+        answers = [client.get("/api/ok") for _ in range(10)]
+        if sorted({(answer.status_code, answer.text.strip()) for answer in answers}) == wanted:
+            return
+        assert time.monotonic() < deadline, f"requests never went only to {ports}: {answers}"
         time.sleep(SYNC_INTERVAL)
 
 
@@ -58,6 +62,29 @@ class TestBalancer:
         refused = [line for line in text.splitlines() if proxy.refusing in line and 'status="502"' in line]
         assert len(refused) == 1, refused
         assert 1 <= float(refused[0].split()[-1]) <= 2  # two workers, each tries it once
+
+    def test_a_dying_tasks_503_is_retried_on_another_task(self, tmp_path: Path) -> None:
+        with (
+            upstream_server(dying=True) as dying,
+            upstream_server() as healthy,
+            started(tmp_path, []) as proxy,
+        ):
+            assert proxy.push([f"127.0.0.1:{dying}", f"127.0.0.1:{healthy}"]).status_code == 200
+            with httpx.Client(base_url=proxy.entry) as client:
+                until_answered_only_by(client, {healthy})
+
+    def test_a_post_that_reached_a_task_is_not_sent_again(self, tmp_path: Path) -> None:
+        with (
+            upstream_server(dying=True) as dying,
+            upstream_server() as healthy,
+            started(tmp_path, []) as proxy,
+        ):
+            assert proxy.push([f"127.0.0.1:{dying}", f"127.0.0.1:{healthy}"]).status_code == 200
+            time.sleep(3 * SYNC_INTERVAL)
+            with httpx.Client(base_url=proxy.entry) as client:
+                # A worker's first turn is the first task: the dying one, whose 503 is the client's.
+                answer = client.post("/api/ok")
+        assert (answer.status_code, answer.text.strip()) == (503, str(dying))
 
     def test_a_push_that_is_not_a_task_list_is_refused_and_changes_nothing(self, proxy: Proxy) -> None:
         before = proxy.tasks()
