@@ -9,7 +9,7 @@ from pathlib import Path
 UPSTREAM_NAME = "backend"
 LUA_DIRECTORY = Path(__file__).parent / "lua"
 """monitor.lua counts the requests, metrics.lua writes them out; configuration.lua keeps the
-tasks the agent pushes, balancer.lua picks one for each try."""
+tasks the agent pushes, balancer.lua picks one for each try; status.lua answers /nginx/status."""
 CONFIGURATION_ZONE_SIZE = "1m"
 """Shared memory for the task list the agent pushes: room for thousands of tasks."""
 COUNTERS_ZONE_SIZE = "10m"
@@ -83,6 +83,7 @@ http {{
         require("metrics")
         require("configuration").init({{{initial}}})
         require("balancer")
+        require("status")
     }}
     init_worker_by_lua_block {{
         require("monitor").init_worker()
@@ -115,6 +116,12 @@ http {{
         location = /metrics {{
             content_by_lua_block {{
                 require("metrics").write()
+            }}
+        }}
+
+        location = /nginx/status {{
+            content_by_lua_block {{
+                require("status").write()
             }}
         }}
 

@@ -86,6 +86,7 @@ function _M.balance()
         local failed = last_tried()
         if failed then
             failed_until[failed] = now + FAIL_TIMEOUT
+            configuration.rest(failed, FAIL_TIMEOUT)
         end
     elseif #peers > 1 then
         ngx_balancer.set_more_tries(math.min(#peers, MAX_TRIES) - 1)

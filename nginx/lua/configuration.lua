@@ -17,6 +17,16 @@ function _M.init(backends)
     shared:add("version", 1)
 end
 
+-- A backend failed a try: it rests ``seconds`` (for /nginx/status; each worker keeps its own).
+function _M.rest(address, seconds)
+    shared:set("resting " .. address, ngx.now() + seconds, seconds)
+end
+
+-- When the backend may be tried again (seconds since the epoch), if it rests now.
+function _M.resting_until(address)
+    return shared:get("resting " .. address)
+end
+
 -- The version of the list and the list itself, newline-separated.
 function _M.current()
     return shared:get("version"), shared:get("backends")

@@ -140,6 +140,18 @@ local function split(value)
     return parts
 end
 
+-- The requests counted for ``service`` so far (the last second's may still be in the workers).
+function _M.requests(service)
+    local total = 0
+    local prefix = "r\t" .. service .. "\t"
+    for _, key in ipairs(counters:get_keys(0)) do
+        if string.sub(key, 1, #prefix) == prefix then
+            total = total + (counters:get(key) or 0)
+        end
+    end
+    return total
+end
+
 -- Counts the request just answered under ``service``'s name.
 function _M.log(service)
     local status, request_time, addresses, statuses, times =

@@ -110,3 +110,14 @@ class TestBalancer:
         with started(tmp_path, []) as proxy:
             assert httpx.get(proxy.entry + "/api/ok").status_code == 503
             assert proxy.tasks() == []
+
+    def test_status_shows_connections_requests_and_each_tasks_state(self, proxy: Proxy) -> None:
+        with httpx.Client(base_url=proxy.entry) as client:
+            answered_by(client, 10)
+        proxy.counters(10)
+        status = httpx.get(proxy.admin + "/nginx/status", timeout=5).json()
+        assert status["connections"]["active"] >= 1
+        web = status["services"]["web"]
+        assert web["requests"] == 10
+        states = {server["address"]: server["state"] for server in web["servers"]}
+        assert states == {proxy.upstream: "up", proxy.refusing: "resting"}

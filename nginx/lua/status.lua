@@ -1,0 +1,41 @@
+-- GET /nginx/status: nginx's connections, and per service its requests and tasks, as JSON.
+
+local configuration = require("configuration")
+local monitor = require("monitor")
+
+local _M = {}
+
+local function server(address, now)
+    local until_time = configuration.resting_until(address)
+    if until_time and until_time > now then
+        return string.format('{"address": "%s", "state": "resting", "resting_seconds": %.1f}', address, until_time - now)
+    end
+    return string.format('{"address": "%s", "state": "up"}', address)
+end
+
+function _M.write()
+    local now = ngx.now()
+    local var = ngx.var
+    local servers = {}
+    local _, backends = configuration.current()
+    for address in string.gmatch(backends or "", "[^\n]+") do
+        servers[#servers + 1] = server(address, now)
+    end
+    local services = {}
+    for _, service in ipairs(monitor.services()) do
+        services[#services + 1] = string.format(
+            '"%s": {"requests": %d, "servers": [%s]}', service, monitor.requests(service), table.concat(servers, ", ")
+        )
+    end
+    ngx.header["Content-Type"] = "application/json"
+    ngx.say(string.format(
+        '{"connections": {"active": %d, "reading": %d, "writing": %d, "waiting": %d}, "services": {%s}}',
+        tonumber(var.connections_active) or 0,
+        tonumber(var.connections_reading) or 0,
+        tonumber(var.connections_writing) or 0,
+        tonumber(var.connections_waiting) or 0,
+        table.concat(services, ", ")
+    ))
+end
+
+return _M
