@@ -1,7 +1,7 @@
 """``python -m demo_api``: the demo service the stack scales.
 
-GET /api/health answers at once; GET /api/work?ms=N burns N milliseconds of CPU time
-(at most MAX_WORK_MS) and reports which address served it, so that a client can see
+GET /api/health answers at once; GET /api/work?ms=N (or a POST, its body ignored) burns N
+milliseconds of CPU time (at most MAX_WORK_MS) and reports which address served it, so that a client can see
 the load balancer spread requests over the tasks. GET /api/wait?ms=N waits N
 milliseconds on average (from N/2 to 3N/2, as a database's answers vary) in one of
 WAIT_WORKERS slots (4): its latency grows with concurrency while its CPU stays low,
@@ -73,6 +73,19 @@ def failure_fraction(query: str) -> float | None:
 BAD_MS = {"error": f"ms must be a whole number in 0..{MAX_WORK_MS}"}
 
 
+MOST_BODY_BYTES = 1_000_000
+"""A request body is read (and dropped) up to this size; the rest is not waited for."""
+
+
+async def _read_body(receive: Receive) -> None:
+    """Read the request's body, so that the connection can take the next request."""
+    read, more = 0, True
+    while more and read <= MOST_BODY_BYTES:
+        message = await receive()
+        read += len(message.get("body", b""))
+        more = bool(message.get("more_body"))
+
+
 @dataclass(frozen=True)
 class Answer:
     status: HTTPStatus
@@ -93,9 +106,10 @@ class DemoApi:
             self._wait_slots = asyncio.Semaphore(self.wait_workers)
         return self._wait_slots
 
-    async def __call__(self, scope: Scope, _receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return  # no lifespan: nothing to start or stop
+        await _read_body(receive)
         query = scope.get("query_string", b"").decode("latin-1")
         served_by = (scope.get("server") or ("", 0))[0]
         answer = await self.answer(scope["method"], scope["path"], query, served_by)
@@ -105,17 +119,23 @@ class DemoApi:
         await send({"type": "http.response.body", "body": body})
 
     async def answer(self, method: str, path: str, query: str, served_by: str) -> Answer:
-        if method != "GET":
-            return Answer(HTTPStatus.METHOD_NOT_ALLOWED, {"error": "only GET"})
-        if path == "/api/health":
-            return Answer(HTTPStatus.OK, {"status": "ok"})
-        if path == "/api/work":
-            return await self._work(query, served_by)
-        if path == "/api/wait":
-            return await self._wait(query, served_by)
-        if path == "/api/flaky":
-            return self._flaky(query, served_by)
+        routes: dict[tuple[str, str], Callable[[str, str], Awaitable[Answer]]] = {
+            ("GET", "/api/health"): self._health,
+            ("GET", "/api/work"): self._work,
+            ("POST", "/api/work"): self._work,
+            ("GET", "/api/wait"): self._wait,
+            ("GET", "/api/flaky"): self._flaky,
+        }
+        handler = routes.get((method, path))
+        if handler is not None:
+            return await handler(query, served_by)
+        if any(path == known for _, known in routes):
+            return Answer(HTTPStatus.METHOD_NOT_ALLOWED, {"error": "GET, or POST to /api/work"})
         return Answer(HTTPStatus.NOT_FOUND, {"error": "not found"})
+
+    @staticmethod
+    async def _health(_query: str, _served_by: str) -> Answer:
+        return Answer(HTTPStatus.OK, {"status": "ok"})
 
     @staticmethod
     async def _work(query: str, served_by: str) -> Answer:
@@ -139,7 +159,7 @@ class DemoApi:
         return Answer(HTTPStatus.OK, {"served_by": served_by, "queued_ms": queued_ms})
 
     @staticmethod
-    def _flaky(query: str, served_by: str) -> Answer:
+    async def _flaky(query: str, served_by: str) -> Answer:
         fraction = failure_fraction(query)
         if fraction is None:
             return Answer(HTTPStatus.BAD_REQUEST, {"error": "p must be a number in 0..1"})

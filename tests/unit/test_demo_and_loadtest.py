@@ -87,6 +87,12 @@ class TestDemoApi:
         assert httpx.post(demo_api + "/api/health").status_code == 405
         assert httpx.get(demo_api + "/nothing").status_code == 404
 
+    def test_work_takes_a_post_with_a_body(self, demo_api):
+        with httpx.Client() as client:
+            for _ in range(3):  # on one keep-alive connection: each body read to its end
+                answer = client.post(demo_api + "/api/work?ms=2", content=b"x" * 5000)
+                assert (answer.status_code, answer.json()["cpu_ms"]) == (200, 2)
+
     def test_flaky_fails_the_fraction_asked_for(self, demo_api):
         with httpx.Client() as client:
             assert {client.get(demo_api + "/api/flaky?p=1").status_code for _ in range(5)} == {500}
