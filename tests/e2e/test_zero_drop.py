@@ -1,0 +1,180 @@
+"""End to end: not one request lost while the demo API is scaled up and down, or loses a task.
+
+The autoscaler is paused for the demo API here: the replicas are changed by hand, on a
+schedule, so that ten whole cycles fit in a few minutes whatever the load.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Self
+
+import httpx
+import pytest
+
+from tests.e2e.support import ROOT, Stack, wait_until
+from tests.e2e.test_stack import running_task_addresses, spec_replicas, upstream
+from tests.e2e.test_stack_operations import label
+
+pytestmark = pytest.mark.e2e
+
+REPORT = ROOT / "build" / "e2e-zero-drop.json"
+CYCLES = 10
+LOW, HIGH = 2, 4
+GET_USERS, POST_USERS = 4, 2
+WORK = "/api/work?ms=2"
+TIMEOUT = 10.0
+"""Seconds a request may take before it counts as failed."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    started: float
+    """time.monotonic() when it was sent."""
+    seconds: float
+    failure: str | None
+    """None for a 2xx; the status or the error otherwise."""
+
+
+@dataclass
+class Load:
+    """Users sending requests one after the other on their own keep-alive connection."""
+
+    url: str
+    users: int
+    method: str = "GET"
+    outcomes: list[Outcome] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def _user(self) -> None:
+        with httpx.Client(timeout=TIMEOUT) as client:
+            while not self._stop.is_set():
+                started = time.monotonic()
+                try:
+                    response = client.request(
+                        self.method, self.url, content=b"order=1" if self.method == "POST" else None
+                    )
+                    failure = None if response.is_success else str(response.status_code)
+                except httpx.HTTPError as error:
+                    failure = type(error).__name__
+                self.outcomes.append(Outcome(started, time.monotonic() - started, failure))
+
+    def __enter__(self) -> Self:
+        self._threads = [threading.Thread(target=self._user, daemon=True) for _ in range(self.users)]
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=TIMEOUT + 5)
+
+    def failures(self) -> list[Outcome]:
+        return [outcome for outcome in self.outcomes if outcome.failure is not None]
+
+    def p99_ms(self, start: float, end: float) -> float:
+        latencies = sorted(o.seconds for o in self.outcomes if start <= o.started < end)
+        return round(1000 * latencies[math.ceil(0.99 * len(latencies)) - 1], 1)
+
+
+def scale(stack: Stack, replicas: int) -> None:
+    command = ["docker", "service", "scale", "--detach", f"{stack.service('demo-api')}={replicas}"]
+    subprocess.run(command, check=True, capture_output=True, timeout=60)
+
+
+def settled_at(stack: Stack, replicas: int) -> None:
+    """Until the replicas run and nginx sends requests to exactly them."""
+
+    def look() -> tuple[int, frozenset[str], frozenset[str]]:
+        return spec_replicas(stack), running_task_addresses(stack), upstream(stack)
+
+    wait_until(
+        f"{replicas} replicas running and in nginx",
+        look,
+        lambda seen: seen[0] == replicas and len(seen[1]) == replicas and seen[1] == seen[2],
+        120,
+    )
+
+
+@pytest.fixture
+def paused(stack: Stack) -> Iterator[Stack]:
+    """The demo API at LOW replicas with the autoscaler keeping its hands off; resumed after."""
+    label(stack, add={"autoscaler.paused": "true"})
+    scale(stack, LOW)
+    settled_at(stack, LOW)
+    yield stack
+    label(stack, remove=("autoscaler.paused",))
+    scale(stack, LOW)
+    settled_at(stack, LOW)
+
+
+def summary(load: Load, steady: tuple[float, float], scaling: tuple[float, float]) -> dict[str, object]:
+    return {
+        "requests": len(load.outcomes),
+        "failures": [f"{o.failure} after {o.seconds:.2f}s" for o in load.failures()],
+        "p99_ms_steady": load.p99_ms(*steady),
+        "p99_ms_scaling": load.p99_ms(*scaling),
+    }
+
+
+def report(**figures: object) -> None:
+    known = json.loads(REPORT.read_text()) if REPORT.exists() else {}
+    REPORT.parent.mkdir(exist_ok=True)
+    REPORT.write_text(json.dumps({**known, **figures}, indent=2) + "\n")
+
+
+class TestZeroDrop:
+    def test_ten_scale_cycles_under_get_and_post_load_fail_no_request(self, paused: Stack) -> None:
+        stack = paused
+        url = stack.entry + WORK
+        with Load(url, GET_USERS) as gets, Load(url, POST_USERS, "POST") as posts:
+            steady_start = time.monotonic()
+            time.sleep(10)
+            scaling_start = time.monotonic()
+            for _ in range(CYCLES):
+                scale(stack, HIGH)
+                settled_at(stack, HIGH)
+                scale(stack, LOW)
+                settled_at(stack, LOW)
+            scaling_end = time.monotonic()
+            time.sleep(2)  # requests sent during the last change are answered
+        steady, scaling = (steady_start, scaling_start), (scaling_start, scaling_end)
+        report(
+            cycles=CYCLES,
+            scaling_seconds=round(scaling_end - scaling_start, 1),
+            get=summary(gets, steady, scaling),
+            post=summary(posts, steady, scaling),
+        )
+        assert len(gets.outcomes) > 0
+        assert len(posts.outcomes) > 0
+        assert gets.failures() == []
+        assert posts.failures() == []
+
+    def test_a_killed_task_fails_no_get(self, paused: Stack) -> None:
+        stack = paused
+        with Load(stack.entry + WORK, GET_USERS) as gets:
+            time.sleep(3)
+            (victim, *_) = stack.docker.containers.list(
+                filters={"label": f"com.docker.swarm.service.name={stack.service('demo-api')}"}
+            )
+            victim.kill()
+            wait_until(
+                "the killed task replaced",
+                lambda: running_task_addresses(stack),
+                lambda running: (
+                    len(running) == LOW and victim.id not in {c.id for c in stack.docker.containers.list()}
+                ),
+                120,
+            )
+            settled_at(stack, LOW)
+            time.sleep(2)
+        report(killed_task={"requests": len(gets.outcomes), "failures": [o.failure for o in gets.failures()]})
+        assert len(gets.outcomes) > 0
+        assert gets.failures() == []
