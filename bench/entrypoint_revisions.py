@@ -19,6 +19,7 @@ import importlib.util
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from types import ModuleType
@@ -58,6 +59,7 @@ def config_module(revision: str | None, directory: Path) -> ModuleType:
     if spec is None or spec.loader is None:
         raise SystemExit(f"cannot load {target / 'nginx' / 'config.py'}")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up while it loads
     spec.loader.exec_module(module)
     return module
 
