@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
+import pytest
 
-from tests.unit.real_nginx import Proxy, started, upstream_server
+from nginx.agent import PushFailedError, http_pusher
+from tests.unit.real_nginx import Proxy, free_port, started, upstream_server
+from tests.unit.test_nginx import PROXY
 
 SYNC_INTERVAL = 0.2
 """Seconds between two looks of each worker at the pushed tasks (balancer.lua)."""
@@ -121,3 +127,17 @@ class TestBalancer:
         assert web["requests"] == 10
         states = {server["address"]: server["state"] for server in web["servers"]}
         assert states == {proxy.upstream: "up", proxy.refusing: "resting"}
+
+
+class TestHttpPusher:
+    def test_the_agents_push_reaches_nginx(self, proxy: Proxy) -> None:
+        settings = replace(PROXY, control_port=urlsplit(proxy.control).port)
+        asyncio.run(http_pusher(settings)([proxy.upstream]))
+        assert proxy.tasks() == [proxy.upstream]
+
+    def test_a_push_nginx_refuses_or_cannot_take_is_an_error(self, proxy: Proxy) -> None:
+        settings = replace(PROXY, control_port=urlsplit(proxy.control).port)
+        with pytest.raises(PushFailedError, match="400"):
+            asyncio.run(http_pusher(settings)(["not an address"]))
+        with pytest.raises(PushFailedError, match="ConnectError"):
+            asyncio.run(http_pusher(replace(PROXY, control_port=free_port()))([proxy.upstream]))
