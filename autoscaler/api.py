@@ -11,7 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
 
 from autoscaler.daemon import DaemonState, ServiceRecord
-from autoscaler.traffic import Window
+from autoscaler.traffic import REPORTED_QUANTILES, Window
 from common.http import Handler, Response
 
 STALE_CHECKS = 3
@@ -42,9 +42,6 @@ def health_problems(state: DaemonState, now: float, check_interval: float, max_a
     elif state.freshest_sample_at is not None and now - state.freshest_sample_at > max_age:
         problems.append(f"metrics are stale: newest sample {now - state.freshest_sample_at:.0f}s old")
     return problems
-
-
-REPORTED_QUANTILES = {"p50": 0.5, "p95": 0.95, "p99": 0.99}
 
 
 def requests_status(window: Window, ready_replicas: int | None) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from autoscaler.daemon import DaemonState, ServiceRecord
+from autoscaler.traffic import REPORTED_QUANTILES
 
 
 def _gauge(name: str, documentation: str, *labels: str) -> GaugeMetricFamily:
@@ -117,7 +118,7 @@ class AutoscalerCollector(Collector):
             ready = record.observation.ready_replicas if record.observation else None
             if ready:
                 per_replica.add_metric([name], window.rate / ready)
-            for quantile in (0.5, 0.95, 0.99):
+            for quantile in REPORTED_QUANTILES.values():
                 seconds = window.counters.quantile(quantile)
                 if seconds is not None:
                     latency.add_metric([name, f"{quantile:g}"], seconds)

@@ -23,6 +23,8 @@ DURATION = "entrypoint_request_duration_seconds"
 """Histogram of the time from a request's first byte read to its last byte sent, in seconds."""
 REQUESTS = "entrypoint_requests"
 """Counter of the requests answered, by service and status code."""
+REPORTED_QUANTILES = {"p50": 0.5, "p95": 0.95, "p99": 0.99}
+"""The latency percentiles /status and /metrics show, by name."""
 SERVER_ERROR = 500
 """Status codes from this one up count as errors: the service's or the entry point's, not the client's."""
 

@@ -27,7 +27,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from nginx.config import ProxySettings, render
 
@@ -45,19 +47,39 @@ UPSTREAM = f"""
 """
 
 
-def configuration(directory: Path, counted: bool, own_upstream: bool = True) -> Path:
-    settings = ProxySettings(
-        listen_port=PROXY_PORT,
-        location="/api/",
-        upstream_port=UPSTREAM_PORT,
-        workers="1",
-        service="demo-api",
-        metrics_port=METRICS_PORT,
-        control_port=CONTROL_PORT,
-    )
-    text = render(["127.0.0.1"], settings).replace("pid /run/nginx.pid;", f"pid {directory}/nginx.pid;")
+SETTINGS = ProxySettings(
+    listen_port=PROXY_PORT,
+    location="/api/",
+    upstream_port=UPSTREAM_PORT,
+    workers="1",
+    service="demo-api",
+    metrics_port=METRICS_PORT,
+    control_port=CONTROL_PORT,
+)
+"""The entry point's settings here."""
+
+
+SettingsT = TypeVar("SettingsT")
+
+
+def rendered(
+    render_for: Callable[[list[str], SettingsT], str],
+    settings: SettingsT,
+    directory: Path,
+    own_upstream: bool = True,
+) -> str:
+    """The entry point's configuration for one task on 127.0.0.1, its pid file in ``directory``.
+
+    With ``own_upstream``, the task is a server block of the same nginx answering by itself.
+    """
+    text = render_for(["127.0.0.1"], settings).replace("pid /run/nginx.pid;", f"pid {directory}/nginx.pid;")
     if own_upstream:
         text = text[: text.rstrip().rfind("}")] + UPSTREAM.lstrip("\n")
+    return text
+
+
+def configuration(directory: Path, counted: bool, own_upstream: bool = True) -> Path:
+    text = rendered(render, SETTINGS, directory, own_upstream)
     if not counted:
         text, removed = COUNTING.subn("\n", text)
         assert removed == 1, "the rendered configuration no longer counts in one log_by_lua_block"  # noqa: S101

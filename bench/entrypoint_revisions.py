@@ -24,14 +24,7 @@ import tempfile
 from pathlib import Path
 from types import ModuleType
 
-from entrypoint_measurement import (
-    CONTROL_PORT,
-    METRICS_PORT,
-    PROXY_PORT,
-    UPSTREAM,
-    UPSTREAM_PORT,
-    requests_per_second,
-)
+from entrypoint_measurement import SETTINGS, rendered, requests_per_second
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -66,23 +59,11 @@ def config_module(revision: str | None, directory: Path) -> ModuleType:
 
 def configuration(module: ModuleType, directory: Path, name: str) -> Path:
     """The revision's configuration for one task, before the upstream block of the same nginx."""
-    values = {
-        "listen_port": PROXY_PORT,
-        "location": "/api/",
-        "upstream_port": UPSTREAM_PORT,
-        "workers": "1",
-        "service": "demo-api",
-        "metrics_port": METRICS_PORT,
-        "control_port": CONTROL_PORT,
-    }
     fields = {field.name for field in dataclasses.fields(module.ProxySettings)}
-    settings = module.ProxySettings(**{key: value for key, value in values.items() if key in fields})
-    text = module.render(["127.0.0.1"], settings).replace(
-        "pid /run/nginx.pid;", f"pid {directory}/nginx.pid;"
-    )
-    text = text[: text.rstrip().rfind("}")] + UPSTREAM.lstrip("\n")
+    ours = dataclasses.asdict(SETTINGS)
+    settings = module.ProxySettings(**{key: value for key, value in ours.items() if key in fields})
     path = directory / f"{name}.conf"
-    path.write_text(text)
+    path.write_text(rendered(module.render, settings, directory))
     return path
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Self, TypeVar
 
 import docker
 import pytest
@@ -75,3 +76,24 @@ def wait_until(
             return seen
         time.sleep(0.5)
     pytest.fail(f"timed out after {timeout:.0f}s waiting for {condition}; last: {look()}")
+
+
+class Background:
+    """Loops that run in threads while ``with`` lasts; each ends when ``stopped`` is set."""
+
+    join_timeout = 60.0
+
+    def loops(self) -> list[Callable[[], None]]:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.stopped = threading.Event()
+        self._threads = [threading.Thread(target=loop, daemon=True) for loop in self.loops()]
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stopped.set()
+        for thread in self._threads:
+            thread.join(timeout=self.join_timeout)

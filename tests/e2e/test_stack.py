@@ -6,12 +6,10 @@ import itertools
 import json
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Self
 
 import httpx
 import pytest
@@ -19,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from autoscaler.swarm import parse_timestamp
 from autoscaler.traffic import parse
-from tests.e2e.support import ROOT, Stack, start_load, stop_load, wait_until
+from tests.e2e.support import ROOT, Background, Stack, start_load, stop_load, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -77,7 +75,7 @@ class Snapshot:
 
 
 @dataclass
-class Watch:
+class Watch(Background):
     """Background threads that record the service and what serves requests, once a second."""
 
     stack: Stack
@@ -86,13 +84,12 @@ class Watch:
     first_served: dict[str, float] = field(default_factory=dict)
     probe_errors: int = 0
     probes: int = 0
-    _stop: threading.Event = field(default_factory=threading.Event)
 
     def now(self) -> float:
         return time.monotonic() - self.started
 
     def _observe(self) -> None:
-        while not self._stop.wait(1.0):
+        while not self.stopped.wait(1.0):
             replicas, updated_at = spec(self.stack)
             self.snapshots.append(
                 Snapshot(
@@ -103,7 +100,7 @@ class Watch:
     def _probe(self) -> None:
         url = self.stack.entry + "/api/work?ms=1"
         with httpx.Client(timeout=30) as client, ThreadPoolExecutor(12) as pool:
-            while not self._stop.wait(0.5):
+            while not self.stopped.wait(0.5):
                 for outcome in pool.map(lambda _: self._one(client, url), range(12)):
                     self.probes += 1
                     if outcome is None:
@@ -119,19 +116,8 @@ class Watch:
             return None
         return str(response.json()["served_by"]) if response.status_code == 200 else None
 
-    def __enter__(self) -> Self:
-        self._threads = [
-            threading.Thread(target=self._observe, daemon=True),
-            threading.Thread(target=self._probe, daemon=True),
-        ]
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=60)
+    def loops(self) -> list[Callable[[], None]]:
+        return [self._observe, self._probe]
 
     def latest(self) -> Snapshot | None:
         return self.snapshots[-1] if self.snapshots else None

@@ -9,17 +9,15 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Self
 
 import docker.errors
 import httpx
 import pytest
 
-from tests.e2e.support import PORTS, ROOT, SETTINGS, STACK, Stack, start_load, stop_load
+from tests.e2e.support import PORTS, ROOT, SETTINGS, STACK, Background, Stack, start_load, stop_load
 from tests.e2e.test_stack import Snapshot, Watch, replica_changes
 
 pytestmark = pytest.mark.e2e
@@ -67,11 +65,16 @@ def wait(condition: str, check: Callable[[], object], timeout: float) -> object:
     pytest.fail(f"timed out after {timeout:.0f}s waiting for {condition}; last: {last!r}")
 
 
-def autoscaler_container(stack: Stack):
+def container_of(stack: Stack, short_name: str):
+    """The one container of a service with one task; None while it has none or several."""
     containers = stack.docker.containers.list(
-        filters={"label": f"com.docker.swarm.service.name={stack.service('autoscaler')}"}
+        filters={"label": f"com.docker.swarm.service.name={stack.service(short_name)}"}
     )
     return containers[0] if len(containers) == 1 else None
+
+
+def autoscaler_container(stack: Stack):
+    return container_of(stack, "autoscaler")
 
 
 def demo(stack: Stack):
@@ -218,24 +221,20 @@ class TestUnderLoad:
             label(stack, remove=("autoscaler.paused",))
 
 
-def entry_point_container(stack: Stack):
-    containers = stack.docker.containers.list(
-        filters={"label": f"com.docker.swarm.service.name={stack.service('nginx')}"}
-    )
-    return containers[0] if len(containers) == 1 else None
-
-
 @dataclass
-class Probe:
+class Probe(Background):
     """Requests through the entry point every 50 ms, each noted with its status (None: no answer)."""
 
     url: str
     outcomes: list[tuple[float, int | None]] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
+    join_timeout = 10.0
+
+    def loops(self) -> list[Callable[[], None]]:
+        return [self._run]
 
     def _run(self) -> None:
         with httpx.Client(timeout=1) as client:
-            while not self._stop.wait(0.05):
+            while not self.stopped.wait(0.05):
                 at = time.monotonic()
                 try:
                     status_code: int | None = client.get(self.url).status_code
@@ -243,20 +242,11 @@ class Probe:
                     status_code = None
                 self.outcomes.append((at, status_code))
 
-    def __enter__(self) -> Self:
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
 
 class TestEntryPoint:
     def test_a_killed_entry_point_serves_its_tasks_again_from_its_first_answer(self, idle: Stack) -> None:
         stack = idle
-        killed = entry_point_container(stack)
+        killed = container_of(stack, "nginx")
         assert killed is not None
         with Probe(stack.entry + "/api/health") as probe:
             wait("answers before the kill", lambda: any(code == 200 for _, code in probe.outcomes), 10)
@@ -275,7 +265,7 @@ class TestEntryPoint:
             entry_point_outage_s=(unanswered[-1] - killed_at) if unanswered else 0.0,
             entry_point_unanswered_probes=len(unanswered),
         )
-        replaced = entry_point_container(stack)
+        replaced = container_of(stack, "nginx")
         assert replaced is not None
         assert replaced.id != killed.id
         # Every answer, the new entry point's first included, came from a task: no 503 for

@@ -9,16 +9,14 @@ from __future__ import annotations
 import json
 import math
 import subprocess
-import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Self
 
 import httpx
 import pytest
 
-from tests.e2e.support import ROOT, Stack, wait_until
+from tests.e2e.support import ROOT, Background, Stack, wait_until
 from tests.e2e.test_stack import running_task_addresses, spec_replicas, upstream
 from tests.e2e.test_stack_operations import label
 
@@ -43,18 +41,21 @@ class Outcome:
 
 
 @dataclass
-class Load:
+class Load(Background):
     """Users sending requests one after the other on their own keep-alive connection."""
 
     url: str
     users: int
     method: str = "GET"
     outcomes: list[Outcome] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
+    join_timeout = TIMEOUT + 5
+
+    def loops(self) -> list[Callable[[], None]]:
+        return [self._user] * self.users
 
     def _user(self) -> None:
         with httpx.Client(timeout=TIMEOUT) as client:
-            while not self._stop.is_set():
+            while not self.stopped.is_set():
                 started = time.monotonic()
                 try:
                     response = client.request(
@@ -64,17 +65,6 @@ class Load:
                 except httpx.HTTPError as error:
                     failure = type(error).__name__
                 self.outcomes.append(Outcome(started, time.monotonic() - started, failure))
-
-    def __enter__(self) -> Self:
-        self._threads = [threading.Thread(target=self._user, daemon=True) for _ in range(self.users)]
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=TIMEOUT + 5)
 
     def failures(self) -> list[Outcome]:
         return [outcome for outcome in self.outcomes if outcome.failure is not None]
