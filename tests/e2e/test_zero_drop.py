@@ -148,12 +148,21 @@ class TestZeroDrop:
         assert posts.failures() == []
 
     def test_a_killed_task_fails_no_get(self, paused: Stack) -> None:
+        """Every GET is routed around the killed task, save one it was writing the answer of.
+
+        A task killed between writing an answer's header and its body leaves nginx with a
+        header it has passed on already: it cannot retry, and closes the connection, as
+        any proxy that streams answers must. Such a request was in flight at the kill, ends
+        as a RemoteProtocolError, and there is at most one per user. Anything else (a 5xx,
+        a refused connection, a timeout) is a routing failure, and there must be none.
+        """
         stack = paused
         with Load(stack.entry + WORK, GET_USERS) as gets:
             time.sleep(3)
             (victim, *_) = stack.docker.containers.list(
                 filters={"label": f"com.docker.swarm.service.name={stack.service('demo-api')}"}
             )
+            killed_at = time.monotonic()
             victim.kill()
             wait_until(
                 "the killed task replaced",
@@ -165,6 +174,19 @@ class TestZeroDrop:
             )
             settled_at(stack, LOW)
             time.sleep(2)
-        report(killed_task={"requests": len(gets.outcomes), "failures": [o.failure for o in gets.failures()]})
+        cut = [o for o in gets.failures() if o.failure == "RemoteProtocolError" and in_flight(o, killed_at)]
+        routing = [o for o in gets.failures() if o not in cut]
+        report(
+            killed_task={
+                "requests": len(gets.outcomes),
+                "cut_while_written": len(cut),
+                "routing_failures": [o.failure for o in routing],
+            }
+        )
         assert len(gets.outcomes) > 0
-        assert gets.failures() == []
+        assert routing == []
+        assert len(cut) <= GET_USERS
+
+
+def in_flight(outcome: Outcome, moment: float) -> bool:
+    return outcome.started <= moment <= outcome.started + outcome.seconds
