@@ -1,4 +1,4 @@
-"""The autoscaler's HTTP endpoints: /health, /metrics, /status."""
+"""The autoscaler's HTTP endpoints: /health, /metrics, /status, /routes."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
 
 from autoscaler.daemon import DaemonState, ServiceRecord
+from autoscaler.swarm import name_in_stack
 from autoscaler.traffic import REPORTED_QUANTILES, Window
 from common.http import Handler, Response
 
@@ -63,6 +64,7 @@ def _service_status(record: ServiceRecord) -> dict[str, Any]:
         entry["policy"] = asdict(record.policy)
         entry["paused"] = record.policy.paused
         entry["dry_run"] = record.policy.dry_run
+        entry["rate_limit_rps"] = record.rate_limit_rps
     if record.decision is not None:
         entry.update(
             current_replicas=record.decision.current_replicas,
@@ -99,6 +101,26 @@ def status(state: DaemonState) -> dict[str, Any]:
     }
 
 
+def routing_table(state: DaemonState) -> dict[str, Any]:
+    """What the entry point needs of each autoscaled service: its names and its rate limit.
+
+    A service whose labels cannot be used is left out until they are fixed.
+    """
+    services = []
+    for name, record in sorted(state.services.items()):
+        if record.policy is None or record.config_error is not None:
+            continue
+        admission = record.policy.admission
+        services.append(
+            {
+                "service": name,
+                "name_in_stack": name_in_stack(name, record.labels or {}),
+                "rate_limit": None if admission is None else asdict(admission),
+            }
+        )
+    return {"services": services}
+
+
 def routes(
     state: DaemonState,
     registry: CollectorRegistry,
@@ -121,4 +143,5 @@ def routes(
         "/health": health,
         "/metrics": metrics,
         "/status": lambda: Response.json(HTTPStatus.OK, status(state)),
+        "/routes": lambda: Response.json(HTTPStatus.OK, routing_table(state)),
     }

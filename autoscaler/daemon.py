@@ -24,7 +24,7 @@ from autoscaler.policy import service_policy
 from autoscaler.problems import Problems
 from autoscaler.settings import Settings
 from autoscaler.state_store import ConfigStateStore
-from autoscaler.swarm import STACK_NAMESPACE_LABEL, RunningTask, StaleServiceError, Swarm, SwarmService
+from autoscaler.swarm import RunningTask, StaleServiceError, Swarm, SwarmService, name_in_stack
 from autoscaler.traffic import Window
 from common.config import ConfigError
 from common.lifecycle import sleep_unless_stopped
@@ -48,6 +48,15 @@ class ServiceRecord:
     """The requests the entry point answered for the service over the last window."""
     labels: dict[str, str] | None = None
     """The labels at the last check, to tell which label an operator just changed."""
+
+    @property
+    def rate_limit_rps(self) -> float | None:
+        """The entry point's limit for the service at its ready replicas, in requests per second."""
+        policy, observation = self.policy, self.observation
+        if policy is None or policy.admission is None or observation is None:
+            return None
+        ready = observation.ready_replicas
+        return None if ready is None else policy.admission.replica_rps * ready
 
 
 @dataclass
@@ -240,8 +249,7 @@ class Autoscaler:
         The entry point counts a service under the name it has in its stack
         (``demo-api`` for ``mystack_demo-api``).
         """
-        namespace = service.labels.get(STACK_NAMESPACE_LABEL)
-        names = {service.name, service.name.removeprefix(f"{namespace}_") if namespace else service.name}
+        names = {service.name, name_in_stack(service.name, service.labels)}
         behind = bool(names & self.state.behind_entry_point)
         window = next((requests.windows[name] for name in sorted(names) if name in requests.windows), None)
         return behind, window

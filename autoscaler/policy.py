@@ -15,6 +15,7 @@ from autoscaler.core import Policy
 from autoscaler.core.algorithms import ALGORITHMS
 from autoscaler.core.model import (
     METRICS,
+    AdmissionLimit,
     Behaviour,
     Forecasting,
     Metric,
@@ -62,6 +63,8 @@ POLICY_VARIABLES: dict[str, str] = {
     "PREDICTIVE_MAX_ERROR": "0.3",
     "PAUSED": "false",
     "DRY_RUN": "false",
+    "REPLICA_RPS": "",
+    "RATE_LIMIT_BURST_SECONDS": "1",
 }
 
 MOST_REPLICAS = 10_000
@@ -100,6 +103,8 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "PREDICTIVE_SEASON": (60, WEEK),
     "PREDICTIVE_MAX_ERROR": (0, 1),
     "CHECK_INTERVAL": (0.1, DAY),
+    "REPLICA_RPS": (0.001, 1_000_000_000),
+    "RATE_LIMIT_BURST_SECONDS": (0, 3600),
 }
 
 SHARED_VARIABLES = ("CHECK_INTERVAL",)
@@ -213,6 +218,15 @@ def _rps(source: Mapping[str, str]) -> Thresholds | None:
     return Thresholds(up=goal, down=goal * RPS_SCALE_DOWN_FRACTION)
 
 
+def _admission(source: Mapping[str, str]) -> AdmissionLimit | None:
+    if raw(source, "REPLICA_RPS") is None:
+        return None
+    return AdmissionLimit(
+        replica_rps=_number(source, "REPLICA_RPS", 0.0),
+        burst_seconds=_number(source, "RATE_LIMIT_BURST_SECONDS"),
+    )
+
+
 def _rate(source: Mapping[str, str], direction: str) -> RateLimit:
     return RateLimit(
         replicas=_whole(source, f"SCALE_{direction}_LIMIT_REPLICAS"),
@@ -275,6 +289,7 @@ def parse_policy(source: Mapping[str, str], overridden: Collection[str] = ()) ->
         metrics_max_age=_number(source, "METRICS_MAX_AGE"),
         paused=_flag(source, "PAUSED"),
         dry_run=_flag(source, "DRY_RUN"),
+        admission=_admission(source),
     )
 
 

@@ -7,6 +7,7 @@ and skipped, a malformed task is left out of the coverage.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -43,6 +44,12 @@ class SwarmService:
     """Last change to the spec, in seconds since the epoch."""
     version: int
     """The spec's version: an update is made against it, or refused."""
+
+
+def name_in_stack(name: str, labels: Mapping[str, str]) -> str:
+    """A service's name in its stack (``demo-api`` for ``mystack_demo-api``); outside a stack, its name."""
+    namespace = labels.get(STACK_NAMESPACE_LABEL)
+    return name.removeprefix(f"{namespace}_") if namespace else name
 
 
 @dataclass(frozen=True)

@@ -110,7 +110,14 @@ class AutoscalerCollector(Collector):
             "Percent of the window's requests answered with a server error (5xx).",
             "service",
         )
+        limit = _gauge(
+            "autoscaler_service_rate_limit_rps",
+            "The entry point's rate limit at the ready replicas (REPLICA_RPS times them), in requests/s.",
+            "service",
+        )
         for name, record in sorted(self._state.services.items()):
+            if record.rate_limit_rps is not None:
+                limit.add_metric([name], record.rate_limit_rps)
             window = record.requests
             if window is None:
                 continue
@@ -124,7 +131,7 @@ class AutoscalerCollector(Collector):
                     latency.add_metric([name, f"{quantile:g}"], seconds)
             if window.error_percent is not None:
                 errors.add_metric([name], window.error_percent)
-        yield from (rate, per_replica, latency, errors)
+        yield from (rate, per_replica, latency, errors, limit)
 
     @staticmethod
     def _add_decision(name: str, record: ServiceRecord, *families: GaugeMetricFamily) -> None:

@@ -88,6 +88,16 @@ class Forecasting:
 
 
 @dataclass(frozen=True)
+class AdmissionLimit:
+    """The entry point's limit on a service's request rate (the entry point's concern, not the core's)."""
+
+    replica_rps: float
+    """Requests per second one replica serves; the limit is this times the replicas that run."""
+    burst_seconds: float
+    """Seconds' worth of the limit that may arrive at once above it (at least one request)."""
+
+
+@dataclass(frozen=True)
 class Policy:
     """How one service is scaled. Built from the environment and the service's labels."""
 
@@ -111,6 +121,8 @@ class Policy:
     """Leave the service exactly as it is."""
     dry_run: bool = False
     """Decide, log and report as usual, but change nothing (the daemon's concern, not the core's)."""
+    admission: AdmissionLimit | None = None
+    """The entry point's rate limit; None: no limit."""
 
 
 @dataclass(frozen=True)

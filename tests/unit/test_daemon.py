@@ -421,6 +421,42 @@ class TestEndpoints:
         assert harness.handlers()["/health"]().status == HTTPStatus.SERVICE_UNAVAILABLE
 
 
+class TestRoutingTable:
+    """What the entry point reads of each service: its names and its rate limit."""
+
+    def test_a_service_with_a_replica_capacity_has_a_rate_limit_at_its_ready_replicas(self):
+        labels = {"com.docker.stack.namespace": "s", "autoscaler.replica_rps": "20"}
+        harness = Harness([web(3, labels=labels)], {"s_web": 50.0})
+        harness.check()
+        table = json.loads(harness.handlers()["/routes"]().body)
+        assert table == {
+            "services": [
+                {
+                    "service": "s_web",
+                    "name_in_stack": "web",
+                    "rate_limit": {"replica_rps": 20.0, "burst_seconds": 1.0},
+                }
+            ]
+        }
+        assert harness.status()["services"]["s_web"]["rate_limit_rps"] == 60
+        text = harness.handlers()["/metrics"]().body.decode()
+        families = {family.name: family for family in text_string_to_metric_families(text)}
+        assert families["autoscaler_service_rate_limit_rps"].samples[0].value == 60
+
+    def test_without_a_capacity_a_service_has_no_limit(self):
+        harness = Harness([web()], {"s_web": 50.0})
+        harness.check()
+        (entry,) = json.loads(harness.handlers()["/routes"]().body)["services"]
+        assert (entry["name_in_stack"], entry["rate_limit"]) == ("s_web", None)
+        assert harness.status()["services"]["s_web"]["rate_limit_rps"] is None
+
+    def test_a_service_with_a_bad_label_is_left_out_until_fixed(self):
+        harness = Harness([web(labels={"autoscaler.replica_rps": "fast"})], {"s_web": 50.0})
+        harness.check()
+        assert json.loads(harness.handlers()["/routes"]().body) == {"services": []}
+        assert harness.status()["services"]["s_web"]["config_error"].startswith("autoscaler.replica_rps")
+
+
 def counters(service_name, durations, errors=0):
     """An entry point's counters of ``durations`` (seconds), ``errors`` of them answered 500."""
     codes = {"200": len(durations) - errors, **({"500": errors} if errors else {})}

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from autoscaler.core import Thresholds
-from autoscaler.core.model import RateLimit
+from autoscaler.core.model import AdmissionLimit, RateLimit
 from autoscaler.policy import POLICY_VARIABLES, parse_policy, service_policy
 from autoscaler.settings import load
 from common.config import ConfigError, read_bool, read_float, read_int
@@ -209,6 +209,17 @@ class TestServicePolicy:
         with pytest.raises(ConfigError) as caught:
             service_policy({}, {label: value})
         assert caught.value.name == label
+
+    def test_a_replica_capacity_label_sets_the_entry_point_limit(self):
+        assert service_policy({}, {}).admission is None
+        chosen = service_policy({"RATE_LIMIT_BURST_SECONDS": "2"}, {"autoscaler.replica_rps": "25"})
+        assert chosen.admission == AdmissionLimit(replica_rps=25, burst_seconds=2)
+
+    @pytest.mark.parametrize("value", ["0", "-5", "nan", "inf", "lots", "1e10"])
+    def test_a_bad_replica_capacity_is_named_by_its_label(self, value):
+        with pytest.raises(ConfigError) as caught:
+            service_policy({}, {"autoscaler.replica_rps": value})
+        assert (caught.value.name, caught.value.value) == ("autoscaler.replica_rps", value)
 
     def test_pause_and_dry_run_labels(self):
         chosen = service_policy({}, {"autoscaler.paused": "true", "autoscaler.dry_run": "yes"})
