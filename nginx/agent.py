@@ -9,11 +9,17 @@ The configuration is written once, at start, with the tasks found then; every ch
 of the tasks after that is pushed to nginx (``/configuration/backends`` on 127.0.0.1),
 whose balancer takes it without a reload: a reload would close the clients' idle
 keep-alive connections.
+
+A service with a rate limit (``autoscaler.replica_rps``) is limited to one task's
+capacity times the tasks: the capacity comes from the autoscaler's routing table
+(``ROUTES_URL``), the tasks from DNS, and the limit is pushed to
+``/configuration/rate_limits`` whenever either changes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import signal
 import socket
@@ -27,6 +33,7 @@ import structlog
 from common.config import ConfigError, read_float, read_int, read_name, read_port, read_str
 from common.lifecycle import sleep_unless_stopped
 from nginx.config import ProxySettings, backends, render
+from nginx.routes import Capacity, RoutesError, capacity_of, limit_lines
 
 log = structlog.get_logger("nginx_agent")
 
@@ -42,11 +49,14 @@ class AgentSettings:
     """Seconds between two look-ups of the running tasks."""
     config_path: Path
     proxy: ProxySettings
+    routes_url: str = "http://tasks.autoscaler:8080/routes"
+    """The autoscaler's routing table, read at every sync for the service's rate limit."""
 
 
 LOCATION = re.compile(r"/[A-Za-z0-9._~/-]{0,200}")
 """A URL prefix: nothing nginx would read as more than a location (no space, brace, semicolon, quote)."""
 MOST_WORKERS = 256
+ROUTES_URL = re.compile(r"https?://[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]{0,200})?")
 
 
 def _location(environ: Mapping[str, str]) -> str:
@@ -65,9 +75,17 @@ def _workers(environ: Mapping[str, str]) -> str:
     return str(read_int(environ, "NGINX_WORKERS", 1, minimum=1, maximum=MOST_WORKERS))
 
 
+def _routes_url(environ: Mapping[str, str]) -> str:
+    value = read_str(environ, "ROUTES_URL", AgentSettings.routes_url)
+    if not ROUTES_URL.fullmatch(value):
+        raise ConfigError("ROUTES_URL", value, "must be an http:// URL of the autoscaler's /routes")
+    return value
+
+
 def load(environ: Mapping[str, str]) -> AgentSettings:
     service = read_name(environ, "UPSTREAM_SERVICE", "demo-api")
     return AgentSettings(
+        routes_url=_routes_url(environ),
         service=service,
         sync_interval=read_float(environ, "UPSTREAM_SYNC_INTERVAL", 1.0, minimum=0.1, maximum=3600),
         config_path=Path(read_str(environ, "NGINX_CONFIG", "/etc/nginx/nginx.conf")),
@@ -134,9 +152,9 @@ class PushFailedError(Exception):
 Pusher = Callable[[list[str]], Awaitable[None]]
 
 
-def http_pusher(settings: ProxySettings, timeout: float = 5.0) -> Pusher:
-    """Pushes ``ip:port`` lines to nginx's balancer over its control port."""
-    url = f"http://127.0.0.1:{settings.control_port}/configuration/backends"
+def http_pusher(settings: ProxySettings, what: str = "backends", timeout: float = 5.0) -> Pusher:
+    """Pushes lines to nginx over its control port: ``backends`` (``ip:port``) or ``rate_limits``."""
+    url = f"http://127.0.0.1:{settings.control_port}/configuration/{what}"
 
     async def push(lines: list[str]) -> None:
         try:
@@ -150,16 +168,57 @@ def http_pusher(settings: ProxySettings, timeout: float = 5.0) -> Pusher:
     return push
 
 
+class RoutesUnavailableError(Exception):
+    """The autoscaler's routing table could not be read: the last one read is kept."""
+
+
+RoutesReader = Callable[[], Awaitable[object]]
+MOST_ROUTES_BYTES = 4_000_000
+
+
+def http_routes_reader(url: str, timeout: float = 2.0) -> RoutesReader:
+    """Reads the routing table as JSON."""
+
+    async def read() -> object:
+        try:
+            async with httpx.AsyncClient(timeout=timeout) as client:
+                response = await client.get(url)
+            response.raise_for_status()
+        except httpx.HTTPError as error:
+            raise RoutesUnavailableError(repr(error)) from error
+        if len(response.content) > MOST_ROUTES_BYTES:
+            raise RoutesUnavailableError(f"routing table too large: {len(response.content)} bytes")
+        try:
+            return json.loads(response.content)
+        except ValueError as error:
+            raise RoutesUnavailableError(f"not JSON: {error}") from error
+
+    return read
+
+
 class UpstreamAgent:
     def __init__(
-        self, settings: AgentSettings, resolve: Resolver = resolve_tasks, push: Pusher | None = None
+        self,
+        settings: AgentSettings,
+        resolve: Resolver = resolve_tasks,
+        push: Pusher | None = None,
+        *,
+        push_limits: Pusher | None = None,
+        read_routes: RoutesReader | None = None,
     ) -> None:
         self.settings = settings
         self.addresses: list[str] | None = None
         """The tasks nginx sends requests to."""
-        self.push_error: str | None = None
+        self.capacity: Capacity | None = None
+        """One task's capacity from the last routing table read; None: no limit."""
+        self.limits: list[str] = []
+        """The rate limits nginx has."""
+        self.problems: dict[str, str] = {}
+        """Per input (tasks, routes, limits): what is wrong with it now, logged when it appears."""
         self._resolve = resolve
         self._push = push or http_pusher(settings.proxy)
+        self._push_limits = push_limits or http_pusher(settings.proxy, "rate_limits")
+        self._read_routes = read_routes or http_routes_reader(settings.routes_url)
         self._nginx: asyncio.subprocess.Process | None = None
 
     async def start_nginx(self) -> None:
@@ -177,6 +236,35 @@ class UpstreamAgent:
         log.info("nginx started", pid=self._nginx.pid, servers=addresses, service=self.settings.service)
 
     async def sync_once(self) -> None:
+        await self._sync_tasks()
+        await self._sync_limits()
+
+    def _report(self, subject: str, event: str, problem: str) -> None:
+        """Log a problem when it appears or changes, not at every sync while it lasts."""
+        if self.problems.get(subject) != problem:
+            log.error(event, error=problem)
+        self.problems[subject] = problem
+
+    async def _sync_limits(self) -> None:
+        """Push the service's rate limit: one task's capacity times the tasks nginx has."""
+        try:
+            self.capacity = capacity_of(await self._read_routes(), self.settings.service)
+            self.problems.pop("routes", None)
+        except (RoutesUnavailableError, RoutesError) as error:
+            self._report("routes", "cannot read the routing table; keeping the last rate limit", str(error))
+        limits = limit_lines(self.settings.proxy.service, self.capacity, len(self.addresses or []))
+        if limits == self.limits:
+            return
+        try:
+            await self._push_limits(limits)
+        except PushFailedError as error:
+            self._report("limits", "nginx did not take the rate limit; keeping its current one", str(error))
+            return
+        self.problems.pop("limits", None)
+        self.limits = limits
+        log.info("rate limit updated", limits=limits)
+
+    async def _sync_tasks(self) -> None:
         try:
             addresses = await self._resolve(self.settings.service)
         except LookupFailedError as error:
@@ -189,11 +277,9 @@ class UpstreamAgent:
             await self._push(backends(addresses, self.settings.proxy.upstream_port))
         except PushFailedError as error:
             # nginx keeps the tasks it has; the list is pushed again at the next sync.
-            if self.push_error != str(error):
-                log.error("nginx did not take the task list; keeping its current one", error=str(error))
-            self.push_error = str(error)
+            self._report("tasks", "nginx did not take the task list; keeping its current one", str(error))
             return
-        self.push_error = None
+        self.problems.pop("tasks", None)
         self.addresses = addresses
         log.info(
             "upstream updated",

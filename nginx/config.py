@@ -9,11 +9,14 @@ from pathlib import Path
 UPSTREAM_NAME = "backend"
 LUA_DIRECTORY = Path(__file__).parent / "lua"
 """monitor.lua counts the requests, metrics.lua writes them out; configuration.lua keeps the
-tasks the agent pushes, balancer.lua picks one for each try; status.lua answers /nginx/status."""
+tasks and rate limits the agent pushes, balancer.lua picks a task for each try, ratelimit.lua
+refuses what is above a service's limit; status.lua answers /nginx/status."""
 CONFIGURATION_ZONE_SIZE = "1m"
 """Shared memory for the task list the agent pushes: room for thousands of tasks."""
 COUNTERS_ZONE_SIZE = "10m"
 """Shared memory for the request counters; counts a full zone could not keep are counted as lost."""
+RATE_ZONE_SIZE = "1m"
+"""Shared memory for the rate limits' buckets: one number and one counter a service."""
 
 DECADE = (1, 1.25, 1.5, 2, 2.5, 3, 4, 5, 6, 8)
 DURATION_BUCKETS = (*(round(step * 10.0**power, 6) for power in range(-3, 2) for step in DECADE), 100.0)
@@ -76,6 +79,7 @@ http {{
     # Shared memory outlives a reload, and the request counters with it.
     lua_shared_dict entrypoint_requests {COUNTERS_ZONE_SIZE};
     lua_shared_dict entrypoint_configuration {CONFIGURATION_ZONE_SIZE};
+    lua_shared_dict entrypoint_rate {RATE_ZONE_SIZE};
     # Loaded by the master, as root, before the workers start: they inherit the modules
     # and never read the files themselves (as nobody, who may not be allowed to).
     init_by_lua_block {{
@@ -83,11 +87,13 @@ http {{
         require("metrics")
         require("configuration").init({{{initial}}})
         require("balancer")
+        require("ratelimit")
         require("status")
     }}
     init_worker_by_lua_block {{
         require("monitor").init_worker()
         require("balancer").init_worker()
+        require("ratelimit").init_worker()
     }}
 
     upstream {UPSTREAM_NAME} {{
@@ -106,6 +112,12 @@ http {{
             client_max_body_size 1m;
             content_by_lua_block {{
                 require("configuration").backends()
+            }}
+        }}
+
+        location = /configuration/rate_limits {{
+            content_by_lua_block {{
+                require("configuration").set_rate_limits()
             }}
         }}
     }}
@@ -146,6 +158,7 @@ http {{
 
         location {settings.location} {{
             access_by_lua_block {{
+                require("ratelimit").admit("{settings.service}")
                 require("balancer").refuse_without_tasks()
             }}
             log_by_lua_block {{

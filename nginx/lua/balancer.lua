@@ -10,22 +10,16 @@ local configuration = require("configuration")
 
 local _M = {}
 
-local SYNC_INTERVAL = 0.2
 local FAIL_TIMEOUT = 5
 local MAX_TRIES = 3
 
-local version = nil
 local peers = {}
 local next_peer = 1
 local failed_until = {}
 
-local function sync()
-    local current, backends = configuration.current()
-    if current == version then
-        return
-    end
+local function take(backends)
     local fresh, known = {}, {}
-    for address in string.gmatch(backends or "", "[^\n]+") do
+    for address in string.gmatch(backends, "[^\n]+") do
         local host, port = string.match(address, "^(.+):(%d+)$")
         fresh[#fresh + 1] = { address = address, host = host, port = tonumber(port) }
         known[address] = true
@@ -35,15 +29,11 @@ local function sync()
             failed_until[address] = nil
         end
     end
-    peers, version = fresh, current
+    peers = fresh
 end
 
 function _M.init_worker()
-    sync()
-    local ok, err = ngx.timer.every(SYNC_INTERVAL, sync)
-    if not ok then
-        ngx.log(ngx.ERR, "balancer: no sync timer, the task list stays as it is: ", err)
-    end
+    configuration.follow(configuration.current, take, "balancer")
 end
 
 -- The next task in turn that has not failed lately; any task when all have.

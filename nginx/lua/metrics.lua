@@ -1,6 +1,7 @@
 -- Writes the counters that monitor.lua keeps as Prometheus text, computed when asked.
 
 local monitor = require("monitor")
+local ratelimit = require("ratelimit")
 
 local _M = {}
 
@@ -41,6 +42,37 @@ local function counter(lines, name, help, values)
     for _, labels in ipairs(sorted_keys(values)) do
         lines[#lines + 1] = string.format("%s{%s} %d", name, labels, values[labels])
     end
+end
+
+local function gauge(lines, name, help)
+    lines[#lines + 1] = "# HELP " .. name .. " " .. help
+    lines[#lines + 1] = "# TYPE " .. name .. " gauge"
+end
+
+-- Each limited service's limit as pushed, and the requests it refused.
+local function rate_limits(lines)
+    local limited = {}
+    for _, service in ipairs(monitor.services()) do
+        local rate, burst = ratelimit.limit(service)
+        if rate then
+            limited[#limited + 1] = { 'service="' .. label(service) .. '"', rate, burst }
+        end
+    end
+    gauge(lines, "entrypoint_rate_limit_requests_per_second",
+        "The service's rate limit: the capacity of one task times the tasks running.")
+    for _, entry in ipairs(limited) do
+        lines[#lines + 1] = string.format("entrypoint_rate_limit_requests_per_second{%s} %.6g", entry[1], entry[2])
+    end
+    gauge(lines, "entrypoint_rate_limit_burst_requests", "Requests that may arrive at once above the rate limit.")
+    for _, entry in ipairs(limited) do
+        lines[#lines + 1] = string.format("entrypoint_rate_limit_burst_requests{%s} %.6g", entry[1], entry[3])
+    end
+    local refused = {}
+    for _, service in ipairs(monitor.services()) do
+        refused['service="' .. label(service) .. '"'] = ratelimit.refused(service)
+    end
+    counter(lines, "entrypoint_rate_limited_requests_total",
+        "Requests refused with 503 for being above the service's rate limit.", refused)
 end
 
 function _M.write()
@@ -87,6 +119,7 @@ function _M.write()
         upstream, upstream_sums)
     counter(lines, "entrypoint_upstream_tries_total",
         "Tries of requests at a task, by the task's address and its status (502: no answer).", tries)
+    rate_limits(lines)
     lines[#lines + 1] = "# HELP entrypoint_lost_counts_total Counts not kept because the shared memory was full."
     lines[#lines + 1] = "# TYPE entrypoint_lost_counts_total counter"
     lines[#lines + 1] = "entrypoint_lost_counts_total " .. string.format("%d", lost)

@@ -2,6 +2,7 @@
 
 local configuration = require("configuration")
 local monitor = require("monitor")
+local ratelimit = require("ratelimit")
 
 local _M = {}
 
@@ -11,6 +12,15 @@ local function server(address, now)
         return string.format('{"address": "%s", "state": "resting", "resting_seconds": %.1f}', address, until_time - now)
     end
     return string.format('{"address": "%s", "state": "up"}', address)
+end
+
+local function rate_limit(service)
+    local rate, burst = ratelimit.limit(service)
+    if not rate then
+        return "null"
+    end
+    return string.format('{"requests_per_second": %.6g, "burst": %.6g, "refused": %d}',
+        rate, burst, ratelimit.refused(service))
 end
 
 function _M.write()
@@ -24,7 +34,8 @@ function _M.write()
     local services = {}
     for _, service in ipairs(monitor.services()) do
         services[#services + 1] = string.format(
-            '"%s": {"requests": %d, "servers": [%s]}', service, monitor.requests(service), table.concat(servers, ", ")
+            '"%s": {"requests": %d, "servers": [%s], "rate_limit": %s}',
+            service, monitor.requests(service), table.concat(servers, ", "), rate_limit(service)
         )
     end
     ngx.header["Content-Type"] = "application/json"

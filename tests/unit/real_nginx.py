@@ -89,6 +89,11 @@ class Proxy:
     def push(self, lines: list[str]) -> httpx.Response:
         return httpx.post(self.control, content="\n".join(lines), timeout=5)
 
+    def limit(self, lines: list[str]) -> httpx.Response:
+        """Push rate limits, ``<service> <rate> <burst>`` a line."""
+        url = self.control.replace("/configuration/backends", "/configuration/rate_limits")
+        return httpx.post(url, content="\n".join(lines), timeout=5)
+
     def tasks(self) -> list[str]:
         return httpx.get(self.admin + "/nginx/upstream", timeout=5).text.split()
 

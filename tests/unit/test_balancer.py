@@ -135,6 +135,16 @@ class TestHttpPusher:
         asyncio.run(http_pusher(settings)([proxy.upstream]))
         assert proxy.tasks() == [proxy.upstream]
 
+    def test_the_agents_rate_limit_reaches_nginx(self, proxy: Proxy) -> None:
+        settings = replace(PROXY, control_port=urlsplit(proxy.control).port)
+        asyncio.run(http_pusher(settings, "rate_limits")(["web 7.5 3"]))
+        status = httpx.get(proxy.admin + "/nginx/status", timeout=5).json()
+        assert status["services"]["web"]["rate_limit"] == {
+            "requests_per_second": 7.5,
+            "burst": 3,
+            "refused": 0,
+        }
+
     def test_a_push_nginx_refuses_or_cannot_take_is_an_error(self, proxy: Proxy) -> None:
         settings = replace(PROXY, control_port=urlsplit(proxy.control).port)
         with pytest.raises(PushFailedError, match="400"):

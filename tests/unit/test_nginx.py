@@ -11,11 +11,13 @@ from nginx.agent import (
     ConfigRejectedError,
     LookupFailedError,
     PushFailedError,
+    RoutesUnavailableError,
     UpstreamAgent,
     install,
     load,
 )
 from nginx.config import ProxySettings, render
+from nginx.routes import Capacity, RoutesError, capacity_of, limit_lines
 
 PROXY = ProxySettings(
     listen_port=8081,
@@ -26,6 +28,7 @@ PROXY = ProxySettings(
     metrics_port=9145,
     control_port=10246,
 )
+LIMIT = {"replica_rps": 20, "burst_seconds": 2}
 
 
 def nginx_accepts(config, tmp_path):
@@ -57,12 +60,26 @@ class TestRender:
 
 
 class TestUpstreamAgent:
-    def make(self, tmp_path, answers, refusals=()):
-        """An agent whose lookups give ``answers`` in turn and whose pushes fail ``refusals`` times first."""
+    def make(self, tmp_path, answers, refusals=(), tables=None):
+        """An agent whose lookups give ``answers`` in turn and whose pushes fail ``refusals`` times first.
+
+        Its routing tables are ``tables`` in turn (an exception is raised), or none that limits.
+        """
         settings = AgentSettings(
             service="web", sync_interval=1, config_path=tmp_path / "nginx.conf", proxy=PROXY
         )
         queue, failures, pushed = list(answers), list(refusals), []
+        routes = list(tables) if tables is not None else [{"services": []}] * len(answers)
+        self.limits = []
+
+        async def read_routes():
+            table = routes.pop(0)
+            if isinstance(table, Exception):
+                raise table
+            return table
+
+        async def push_limits(lines):
+            self.limits.append(lines)
 
         async def resolve(service):
             answer = queue.pop(0)
@@ -75,7 +92,9 @@ class TestUpstreamAgent:
                 raise PushFailedError(failures.pop(0))
             pushed.append(lines)
 
-        return UpstreamAgent(settings, resolve, push), pushed
+        return UpstreamAgent(
+            settings, resolve, push, push_limits=push_limits, read_routes=read_routes
+        ), pushed
 
     def test_pushes_each_change_of_the_tasks(self, tmp_path):
         answers = [["10.0.1.5"], ["10.0.1.5"], ["10.0.1.6", "10.0.1.5"], ["10.0.1.6"]]
@@ -103,6 +122,32 @@ class TestUpstreamAgent:
         ]
         assert (pushed, agent.addresses) == ([["10.0.1.5:8000"]], ["10.0.1.5"])
 
+    def test_the_rate_limit_is_one_tasks_capacity_times_the_tasks(self, tmp_path):
+        limited = {"services": [{"service": "s_web", "name_in_stack": "web", "rate_limit": LIMIT}]}
+        answers = [["10.0.1.5"], ["10.0.1.5", "10.0.1.6"], ["10.0.1.5", "10.0.1.6"], ["10.0.1.6"], []]
+        tables = [limited, limited, {"services": []}, limited, limited]
+        agent, _ = self.make(tmp_path, answers, tables=tables)
+        for _ in answers:
+            asyncio.run(agent.sync_once())
+        # 20 a second a task, with two seconds' worth as burst; none without tasks.
+        assert self.limits == [["web 20 40"], ["web 40 80"], [], ["web 20 40"], []]
+
+    def test_an_unreadable_or_malformed_routing_table_keeps_the_last_limit(self, tmp_path):
+        limited = {"services": [{"service": "web", "rate_limit": LIMIT}]}
+        malformed = {
+            "services": [{"service": "web", "rate_limit": {"replica_rps": "lots", "burst_seconds": 1}}]
+        }
+        unreadable = RoutesUnavailableError("ConnectError")
+        tables = [limited, unreadable, unreadable, malformed, limited]
+        agent, _ = self.make(tmp_path, [["10.0.1.5"]] * 5, tables=tables)
+        with structlog.testing.capture_logs() as logs:
+            for _ in tables:
+                asyncio.run(agent.sync_once())
+        assert self.limits == [["web 20 40"]]
+        problems = [entry["error"] for entry in logs if entry["log_level"] == "error"]
+        assert problems == ["ConnectError", "replica_rps is not a finite number: 'lots'"]
+        assert agent.problems == {}
+
     def test_install_refuses_an_invalid_config(self, tmp_path):
         with pytest.raises(ConfigRejectedError):
             asyncio.run(install("this is not nginx", tmp_path / "nginx.conf"))
@@ -123,6 +168,8 @@ class TestSettings:
             ("NGINX_WORKERS", "1; error_log /tmp/x debug"),
             ("NGINX_WORKERS", "0"),
             ("NGINX_WORKERS", "many"),
+            ("ROUTES_URL", "http://autoscaler:8080/routes; deny all"),
+            ("ROUTES_URL", "file:///etc/passwd"),
         ],
     )
     def test_a_value_nginx_would_read_as_a_directive_is_refused(self, variable, value):
@@ -142,3 +189,34 @@ class TestSettings:
     def test_a_service_name_nginx_would_read_as_more_is_refused(self, name):
         with pytest.raises(ConfigError, match="UPSTREAM_SERVICE"):
             load({"UPSTREAM_SERVICE": name})
+
+
+class TestRoutes:
+    def test_a_service_is_found_by_its_name_or_its_name_in_its_stack(self):
+        table = {"services": [{"service": "s_web", "name_in_stack": "web", "rate_limit": LIMIT}]}
+        assert capacity_of(table, "web") == capacity_of(table, "s_web") == Capacity(20, 2)
+        assert capacity_of(table, "other") is None
+        assert capacity_of({"services": [{"service": "web", "rate_limit": None}]}, "web") is None
+
+    @pytest.mark.parametrize(
+        "table",
+        [
+            [],
+            {"services": "web"},
+            {"services": [{"service": "web", "rate_limit": 20}]},
+            {"services": [{"service": "web", "rate_limit": {"replica_rps": 0, "burst_seconds": 1}}]},
+            {"services": [{"service": "web", "rate_limit": {"replica_rps": True, "burst_seconds": 1}}]},
+            {"services": [{"service": "web", "rate_limit": {"replica_rps": 5, "burst_seconds": -1}}]},
+            {"services": [{"service": "web", "rate_limit": {"replica_rps": 5, "burst_seconds": 1e9}}]},
+            {"services": [{"service": "web", "rate_limit": {"replica_rps": 5}}]},
+        ],
+    )
+    def test_a_table_or_entry_that_is_not_one_is_an_error(self, table):
+        with pytest.raises(RoutesError):
+            capacity_of(table, "web")
+
+    def test_the_limit_is_the_capacity_times_the_tasks_with_a_burst_of_at_least_one(self):
+        assert limit_lines("web", Capacity(2.5, 0), 3) == ["web 7.5 1"]
+        assert limit_lines("web", Capacity(2.5, 4), 3) == ["web 7.5 30"]
+        assert limit_lines("web", Capacity(2.5, 4), 0) == []
+        assert limit_lines("web", None, 3) == []

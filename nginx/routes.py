@@ -1,0 +1,74 @@
+"""The routing table the autoscaler publishes (``GET /routes``), as the entry point reads it. Pure.
+
+The autoscaler reads every service's labels through the Docker API; the entry point has
+no Docker socket and reads what it needs from this table over the overlay network.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+MOST_RPS = 1_000_000_000
+MOST_BURST_SECONDS = 3600
+
+
+class RoutesError(ValueError):
+    """The table, or the service's entry in it, is not what the autoscaler publishes."""
+
+
+@dataclass(frozen=True)
+class Capacity:
+    replica_rps: float
+    """Requests per second one task serves."""
+    burst_seconds: float
+    """Seconds' worth of the limit that may arrive at once above it."""
+
+
+def _number(entry: Mapping[str, object], key: str, lowest: float, highest: float, *, open_low: bool) -> float:
+    value = entry.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise RoutesError(f"{key} is not a finite number: {value!r}")
+    if value < lowest or (open_low and value == lowest) or value > highest:
+        raise RoutesError(f"{key} is out of range: {value!r}")
+    return float(value)
+
+
+def _capacity(entry: Mapping[str, object]) -> Capacity | None:
+    limit = entry.get("rate_limit")
+    if limit is None:
+        return None
+    if not isinstance(limit, Mapping):
+        raise RoutesError(f"rate_limit is not an object: {limit!r}")
+    return Capacity(
+        replica_rps=_number(limit, "replica_rps", 0, MOST_RPS, open_low=True),
+        burst_seconds=_number(limit, "burst_seconds", 0, MOST_BURST_SECONDS, open_low=False),
+    )
+
+
+def capacity_of(table: object, service: str) -> Capacity | None:
+    """The capacity of one task of ``service`` (its name or its name in its stack); None: no limit.
+
+    A service the table does not list has no limit. Raises RoutesError for a table that
+    is not one, or for a malformed entry of the service.
+    """
+    entries = table.get("services") if isinstance(table, Mapping) else None
+    if not isinstance(entries, list):
+        raise RoutesError("not a routing table: no list of services")
+    for entry in entries:
+        if isinstance(entry, Mapping) and service in (entry.get("service"), entry.get("name_in_stack")):
+            return _capacity(entry)
+    return None
+
+
+def limit_lines(service: str, capacity: Capacity | None, tasks: int) -> list[str]:
+    """The limit as nginx takes it (``<service> <rate> <burst>``): one task's capacity times the tasks.
+
+    No limit without a capacity, or without tasks (nginx refuses every request then).
+    The burst is at least one request, or nothing could pass.
+    """
+    if capacity is None or tasks == 0:
+        return []
+    rate = capacity.replica_rps * tasks
+    return [f"{service} {rate:.6g} {max(1.0, rate * capacity.burst_seconds):.6g}"]
