@@ -1,4 +1,5 @@
-"""End to end: not one request lost while the demo API is scaled up and down, or loses a task.
+"""End to end: not one request lost while the demo API is scaled up and down, or loses a task;
+and above its rate limit, a fast refusal instead of a queue.
 
 The autoscaler is paused for the demo API here: the replicas are changed by hand, on a
 schedule, so that ten whole cycles fit in a few minutes whatever the load.
@@ -6,6 +7,7 @@ schedule, so that ten whole cycles fit in a few minutes whatever the load.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import subprocess
@@ -27,6 +29,7 @@ CYCLES = 10
 LOW, HIGH = 2, 4
 GET_USERS, POST_USERS = 4, 2
 WORK = "/api/work?ms=2"
+REPLICA_RPS = 15
 TIMEOUT = 10.0
 """Seconds a request may take before it counts as failed."""
 
@@ -190,3 +193,110 @@ class TestZeroDrop:
 
 def in_flight(outcome: Outcome, moment: float) -> bool:
     return outcome.started <= moment <= outcome.started + outcome.seconds
+
+
+@dataclass(frozen=True)
+class Answer:
+    seconds: float
+    status: int | None
+    """None: no answer (the error says why)."""
+    error: str | None = None
+    retry_after: str | None = None
+
+
+async def _open_loop(url: str, rate: float, seconds: float) -> list[Answer]:
+    """GETs sent on schedule, ``rate`` a second, whether or not earlier ones were answered."""
+    limits = httpx.Limits(max_connections=500, max_keepalive_connections=500)
+    async with httpx.AsyncClient(timeout=TIMEOUT, limits=limits) as client:
+
+        async def one(due: float) -> Answer:
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+            sent = time.monotonic()
+            try:
+                response = await client.get(url)
+            except httpx.HTTPError as error:
+                return Answer(time.monotonic() - sent, None, type(error).__name__)
+            return Answer(
+                time.monotonic() - sent, response.status_code, None, response.headers.get("Retry-After")
+            )
+
+        start = time.monotonic() + 0.5
+        return await asyncio.gather(*(one(start + index / rate) for index in range(round(rate * seconds))))
+
+
+def open_loop(url: str, rate: float, seconds: float) -> list[Answer]:
+    return asyncio.run(_open_loop(url, rate, seconds))
+
+
+def entry_status(stack: Stack) -> dict[str, object]:
+    status = httpx.get(stack.entry_metrics.replace("/metrics", "/nginx/status"), timeout=5).json()
+    return dict(status["services"]["demo-api"])
+
+
+def limit_of(stack: Stack) -> float | None:
+    limit = entry_status(stack)["rate_limit"]
+    return float(limit["requests_per_second"]) if isinstance(limit, dict) else None
+
+
+def refused_so_far(stack: Stack) -> int:
+    limit = entry_status(stack)["rate_limit"]
+    return int(limit["refused"]) if isinstance(limit, dict) else 0
+
+
+def milliseconds(answers: list[Answer], quantile: float) -> float | None:
+    latencies = sorted(answer.seconds for answer in answers)
+    return round(1000 * latencies[math.ceil(quantile * len(latencies)) - 1], 1) if latencies else None
+
+
+@pytest.fixture
+def limited(paused: Stack) -> Iterator[Stack]:
+    """The demo API at LOW replicas, each able to serve REPLICA_RPS, and the entry point limiting it."""
+    label(paused, add={"autoscaler.replica_rps": str(REPLICA_RPS)})
+    wait_until(
+        "the entry point's rate limit", lambda: limit_of(paused), lambda rate: rate == REPLICA_RPS * LOW, 60
+    )
+    yield paused
+    label(paused, remove=("autoscaler.replica_rps",))
+    wait_until("the rate limit lifted", lambda: entry_status(paused)["rate_limit"] is None, bool, 60)
+
+
+class TestRateLimit:
+    def test_above_the_limit_requests_are_refused_at_once_within_it_they_pass(self, limited: Stack) -> None:
+        stack, url, seconds = limited, limited.entry + WORK, 10
+        limit = REPLICA_RPS * LOW
+        within = open_loop(url, limit / 3, seconds)
+        refused_before = refused_so_far(stack)
+        sending = time.monotonic()
+        above = open_loop(url, limit * 3, seconds)
+        sent_for = time.monotonic() - sending
+        admitted = [answer for answer in above if answer.status == httpx.codes.OK]
+        refused = [answer for answer in above if answer.status != httpx.codes.OK]
+        report(
+            rate_limit={
+                "limit_rps": limit,
+                "within": {"requests": len(within), "failures": sum(a.status != 200 for a in within)},
+                "above": {
+                    "requests": len(above),
+                    "admitted": len(admitted),
+                    "refused": len(refused),
+                    "admitted_p99_ms": milliseconds(admitted, 0.99),
+                    "refused_p50_ms": milliseconds(refused, 0.5),
+                    "refused_p99_ms": milliseconds(refused, 0.99),
+                },
+            }
+        )
+        assert [answer for answer in within if answer.status != httpx.codes.OK] == []
+        # Refused: a 503 from the limit itself (counted by it, no task tried), never a timeout.
+        assert {(answer.status, answer.error) for answer in refused} == {(503, None)}
+        assert all(answer.retry_after and int(answer.retry_after) >= 1 for answer in refused)
+        assert refused_so_far(stack) - refused_before == len(refused)
+        # Admitted: the limit's rate over the time the requests were sent, plus at most its burst.
+        burst = limit  # RATE_LIMIT_BURST_SECONDS: one second's worth by default
+        assert 0.8 * limit * seconds <= len(admitted) <= 1.1 * limit * sent_for + burst
+
+    def test_the_limit_follows_the_replicas(self, limited: Stack) -> None:
+        scale(limited, HIGH)
+        settled_at(limited, HIGH)
+        wait_until(
+            "the limit at the new replicas", lambda: limit_of(limited), lambda r: r == REPLICA_RPS * HIGH, 30
+        )
