@@ -102,20 +102,27 @@ def status(state: DaemonState) -> dict[str, Any]:
 
 
 def routing_table(state: DaemonState) -> dict[str, Any]:
-    """What the entry point needs of each autoscaled service: its names and its rate limit.
+    """What the entry point needs of each service: its names, its route and its rate limit.
 
-    A service whose labels cannot be used is left out until they are fixed.
+    Every autoscaled service and every service with a route. A service whose labels cannot
+    be used is left out until they are fixed (an autoscaled one), or has no route (a route's).
     """
+    autoscaled = {
+        name: record
+        for name, record in state.services.items()
+        if record.policy is not None and record.config_error is None
+    }
     services = []
-    for name, record in sorted(state.services.items()):
-        if record.policy is None or record.config_error is not None:
-            continue
-        admission = record.policy.admission
+    for name in sorted(set(autoscaled) | set(state.routes)):
+        record, routed = autoscaled.get(name), state.routes.get(name)
+        policy = record.policy if record else None
+        labels = record.labels if record and record.labels else {}
         services.append(
             {
                 "service": name,
-                "name_in_stack": name_in_stack(name, record.labels or {}),
-                "rate_limit": None if admission is None else asdict(admission),
+                "name_in_stack": routed.name_in_stack if routed else name_in_stack(name, labels),
+                "route": asdict(routed.route) if routed else None,
+                "rate_limit": asdict(policy.admission) if policy and policy.admission else None,
             }
         )
     return {"services": services}

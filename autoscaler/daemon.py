@@ -22,6 +22,7 @@ from autoscaler.core import Decision, Observation, Policy, ServiceState
 from autoscaler.entrypoint import History, RequestReading, read_entry_points
 from autoscaler.policy import service_policy
 from autoscaler.problems import Problems
+from autoscaler.routing import RoutedService, route_of
 from autoscaler.settings import Settings
 from autoscaler.state_store import ConfigStateStore
 from autoscaler.swarm import RunningTask, StaleServiceError, Swarm, SwarmService, name_in_stack
@@ -88,6 +89,8 @@ class DaemonState:
     """Services an entry point has counted since the daemon started."""
     request_history: History = field(default_factory=dict)
     """The entry points' counters over the last window."""
+    routes: dict[str, RoutedService] = field(default_factory=dict)
+    """Per service name: its route at the entry point, from its labels."""
     problems: Problems = field(default_factory=Problems)
 
     @property
@@ -162,6 +165,7 @@ class Autoscaler:
             return
         state.problems.clear("docker", "services")
         state.problems.report("service_entry", malformed)
+        state.routes = await self._routes()
         await self._load_state(services)
         tasks = await self._running_tasks()
         reading = await read_collectors(self.settings.collectors, self._http, self._resolve)
@@ -184,6 +188,27 @@ class Autoscaler:
         for gone in set(state.memory) - ids:
             del state.memory[gone]
         state.last_successful_check_at = self._clock()
+
+    async def _routes(self) -> dict[str, RoutedService]:
+        """Every routed service's route; a service whose route labels are bad is left out and reported."""
+        state = self.state
+        try:
+            services, problems = await asyncio.to_thread(self._swarm.routed_services)
+        except Exception as error:  # noqa: BLE001 - any failure to reach Docker is reported the same way
+            state.problems.set("docker", "routes", repr(error))
+            return state.routes  # the entry point keeps the routes it has
+        state.problems.clear("docker", "routes")
+        routes = {}
+        for service in services:
+            try:
+                route = route_of(service.labels)
+            except ConfigError as error:
+                problems[service.name] = str(error)
+                continue
+            if route is not None:
+                routes[service.name] = RoutedService(name_in_stack(service.name, service.labels), route)
+        state.problems.report("route", problems)
+        return routes
 
     async def _load_state(self, services: list[SwarmService]) -> None:
         """Once, before the first decision: the state saved by the autoscaler that ran before."""

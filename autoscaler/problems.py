@@ -23,7 +23,8 @@ class Problems:
 
     Kinds in use: ``collector`` (an answer), ``collector_entry`` (one entry of it),
     ``entrypoint`` (an entry point's counters), ``entrypoint_entry`` (one service in them),
-    ``docker`` (the API), ``service_entry`` (one service in its answer), ``label``,
+    ``docker`` (the API), ``service_entry`` (one service in its answer), ``label``, ``route``
+    (a service's route labels, or a malformed entry of the routed services),
     ``decision`` (an unexpected error while deciding), ``scale`` (a refused update),
     ``state`` (the saved state).
     """

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import docker.errors
 
 from autoscaler.policy import ENABLE_LABEL, MOST_REPLICAS
+from autoscaler.routing import PATH_LABEL
 
 STACK_NAMESPACE_LABEL = "com.docker.stack.namespace"
 
@@ -133,7 +134,15 @@ class Swarm:
 
     def autoscaled_services(self) -> tuple[list[SwarmService], dict[str, str]]:
         """The services labelled for autoscaling in scope, and per malformed one, its problem."""
-        labels = [f"{ENABLE_LABEL}=true"]
+        return self._labelled(f"{ENABLE_LABEL}=true")
+
+    def routed_services(self) -> tuple[list[SwarmService], dict[str, str]]:
+        """The services in scope with a route at the entry point, and per malformed one, its problem."""
+        return self._labelled(PATH_LABEL)
+
+    def _labelled(self, label: str) -> tuple[list[SwarmService], dict[str, str]]:
+        """The services in scope with ``label`` (``key=value``, or ``key`` for any value)."""
+        labels = [label]
         if self._scope is not None:
             labels.append(f"{STACK_NAMESPACE_LABEL}={self._scope}")
         services, problems = [], {}

@@ -118,6 +118,20 @@ def read_name(source: Mapping[str, str], name: str, default: str) -> str:
     return value
 
 
+_URL_PREFIX = re.compile(r"/[A-Za-z0-9._~/-]{0,200}")
+
+
+def read_url_prefix(source: Mapping[str, str], name: str, default: str) -> str:
+    """A URL prefix such as ``/api/``: nothing nginx would read as more than a location.
+
+    No space, brace, semicolon or quote can pass, so no value can add a directive.
+    """
+    value = read_str(source, name, default)
+    if not _URL_PREFIX.fullmatch(value):
+        raise ConfigError(name, value, "must be a URL prefix: /, then letters, digits and . _ ~ / -")
+    return value
+
+
 def read_choice(source: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
     value = read_str(source, name, default)
     if value not in choices:

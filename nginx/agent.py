@@ -30,7 +30,15 @@ from pathlib import Path
 import httpx
 import structlog
 
-from common.config import ConfigError, read_float, read_int, read_name, read_port, read_str
+from common.config import (
+    ConfigError,
+    read_float,
+    read_int,
+    read_name,
+    read_port,
+    read_str,
+    read_url_prefix,
+)
 from common.lifecycle import sleep_unless_stopped
 from nginx.config import ProxySettings, backends, render
 from nginx.routes import Capacity, RoutesError, capacity_of, limit_lines
@@ -53,19 +61,8 @@ class AgentSettings:
     """The autoscaler's routing table, read at every sync for the service's rate limit."""
 
 
-LOCATION = re.compile(r"/[A-Za-z0-9._~/-]{0,200}")
-"""A URL prefix: nothing nginx would read as more than a location (no space, brace, semicolon, quote)."""
 MOST_WORKERS = 256
 ROUTES_URL = re.compile(r"https?://[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]{0,200})?")
-
-
-def _location(environ: Mapping[str, str]) -> str:
-    value = read_str(environ, "PROXY_LOCATION", "/api/")
-    if not LOCATION.fullmatch(value):
-        raise ConfigError(
-            "PROXY_LOCATION", value, "must be a URL prefix: /, then letters, digits and . _ ~ / -"
-        )
-    return value
 
 
 def _workers(environ: Mapping[str, str]) -> str:
@@ -91,7 +88,7 @@ def load(environ: Mapping[str, str]) -> AgentSettings:
         config_path=Path(read_str(environ, "NGINX_CONFIG", "/etc/nginx/nginx.conf")),
         proxy=ProxySettings(
             listen_port=read_port(environ, "LISTEN_PORT", 80),
-            location=_location(environ),
+            location=read_url_prefix(environ, "PROXY_LOCATION", "/api/"),
             upstream_port=read_port(environ, "UPSTREAM_PORT", 8000),
             workers=_workers(environ),
             service=service,

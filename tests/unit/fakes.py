@@ -37,8 +37,8 @@ def task_ids(service_id, replicas):
 
 def _matches(labels, wanted):
     for condition in wanted if isinstance(wanted, list) else [wanted]:
-        key, _, value = condition.partition("=")
-        if labels.get(key) != value:
+        key, equals, value = condition.partition("=")
+        if (labels.get(key) != value) if equals else (key not in labels):
             return False
     return True
 

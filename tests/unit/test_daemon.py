@@ -4,6 +4,7 @@ import math
 from http import HTTPStatus
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import CollectorRegistry
 
@@ -434,6 +435,7 @@ class TestRoutingTable:
                 {
                     "service": "s_web",
                     "name_in_stack": "web",
+                    "route": None,
                     "rate_limit": {"replica_rps": 20.0, "burst_seconds": 1.0},
                 }
             ]
@@ -449,6 +451,36 @@ class TestRoutingTable:
         (entry,) = json.loads(harness.handlers()["/routes"]().body)["services"]
         assert (entry["name_in_stack"], entry["rate_limit"]) == ("s_web", None)
         assert harness.status()["services"]["s_web"]["rate_limit_rps"] is None
+
+    def test_a_service_with_route_labels_has_a_route_whether_autoscaled_or_not(self):
+        route = {"entrypoint.path": "/shop/", "entrypoint.port": "8000", "com.docker.stack.namespace": "s"}
+        shop = service("b", "s_shop", 2, route, LONG_AGO)
+        harness = Harness([web(labels={"entrypoint.path": "/api/"}), shop], {"s_web": 50.0})
+        harness.check()
+        table = json.loads(harness.handlers()["/routes"]().body)["services"]
+        assert [(e["service"], e["name_in_stack"], e["route"]) for e in table] == [
+            ("s_shop", "shop", {"path": "/shop/", "port": 8000}),
+            ("s_web", "s_web", {"path": "/api/", "port": 80}),
+        ]
+        assert "s_shop" not in harness.daemon_state.services  # routed, not autoscaled
+
+    @pytest.mark.parametrize(
+        ("labels", "named"),
+        [
+            ({"entrypoint.path": "/ { return 200 'x'; } location /api/"}, "entrypoint.path"),
+            ({"entrypoint.path": "api"}, "entrypoint.path"),
+            ({"entrypoint.path": "/api/", "entrypoint.port": "80; deny all"}, "entrypoint.port"),
+            ({"entrypoint.path": "/api/", "entrypoint.port": "70000"}, "entrypoint.port"),
+        ],
+    )
+    def test_a_route_label_nginx_would_read_as_more_is_refused_for_that_service_only(self, labels, named):
+        harness = Harness([web(), service("b", "s_shop", 2, labels, LONG_AGO)], {"s_web": 50.0})
+        harness.check()
+        table = json.loads(harness.handlers()["/routes"]().body)["services"]
+        assert [entry["service"] for entry in table] == ["s_web"]
+        problem = harness.daemon_state.problems.active[("route", "s_shop")]
+        assert problem.startswith(named)
+        assert harness.daemon_state.services["s_web"].decision is not None  # the others go on
 
     def test_a_service_with_a_bad_label_is_left_out_until_fixed(self):
         harness = Harness([web(labels={"autoscaler.replica_rps": "fast"})], {"s_web": 50.0})

@@ -1,0 +1,41 @@
+"""Where the entry point sends a service's requests, from the service's labels.
+
+A service labelled ``entrypoint.path=/shop/`` (and ``entrypoint.port=8000``, the port
+its tasks listen on) gets its own location at the entry point. The labels are held to
+the same rules as the entry point's own variables: nothing in them can add a directive
+to nginx's configuration.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from common.config import read_port, read_url_prefix
+
+PATH_LABEL = "entrypoint.path"
+PORT_LABEL = "entrypoint.port"
+DEFAULT_PORT = 80
+
+
+@dataclass(frozen=True)
+class Route:
+    path: str
+    """URL prefix sent to the service's tasks."""
+    port: int
+    """Port the tasks listen on."""
+
+
+def route_of(labels: Mapping[str, str]) -> Route | None:
+    """The service's route; None without ``entrypoint.path``. Raises ConfigError naming the label."""
+    if PATH_LABEL not in labels:
+        return None
+    return Route(
+        path=read_url_prefix(labels, PATH_LABEL, ""), port=read_port(labels, PORT_LABEL, DEFAULT_PORT)
+    )
+
+
+@dataclass(frozen=True)
+class RoutedService:
+    name_in_stack: str
+    route: Route
