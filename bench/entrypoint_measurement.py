@@ -18,6 +18,7 @@ rounds, so that a busy machine weighs on both alike; the medians are compared.
 from __future__ import annotations
 
 import argparse
+import inspect
 import re
 import shutil
 import signal
@@ -27,11 +28,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from types import ModuleType
 
-from nginx.config import ProxySettings, render
+import nginx.config
+from nginx.config import ProxySettings
 
 PROXY_PORT, METRICS_PORT, UPSTREAM_PORT, CONTROL_PORT = 18280, 18281, 18282, 18283
 COUNTING = re.compile(r"\s*log_by_lua_block \{[^}]*\}\n")
@@ -59,27 +60,31 @@ SETTINGS = ProxySettings(
 """The entry point's settings here."""
 
 
-SettingsT = TypeVar("SettingsT")
+def one_task(config: ModuleType, settings: object) -> str:
+    """The configuration that a revision's ``nginx/config.py`` renders for one task on 127.0.0.1.
+
+    Revisions before several routes render ``(addresses, settings)``; later ones
+    ``(settings, routes, tasks)``.
+    """
+    if next(iter(inspect.signature(config.render).parameters)) == "addresses":
+        return str(config.render(["127.0.0.1"], settings))
+    route = config.static_route(settings)
+    return str(config.render(settings, [route], {route.counted_as: ["127.0.0.1"]}))
 
 
-def rendered(
-    render_for: Callable[[list[str], SettingsT], str],
-    settings: SettingsT,
-    directory: Path,
-    own_upstream: bool = True,
-) -> str:
+def rendered(config: ModuleType, settings: object, directory: Path, own_upstream: bool = True) -> str:
     """The entry point's configuration for one task on 127.0.0.1, its pid file in ``directory``.
 
     With ``own_upstream``, the task is a server block of the same nginx answering by itself.
     """
-    text = render_for(["127.0.0.1"], settings).replace("pid /run/nginx.pid;", f"pid {directory}/nginx.pid;")
+    text = one_task(config, settings).replace("pid /run/nginx.pid;", f"pid {directory}/nginx.pid;")
     if own_upstream:
         text = text[: text.rstrip().rfind("}")] + UPSTREAM.lstrip("\n")
     return text
 
 
 def configuration(directory: Path, counted: bool, own_upstream: bool = True) -> Path:
-    text = rendered(render, SETTINGS, directory, own_upstream)
+    text = rendered(nginx.config, SETTINGS, directory, own_upstream)
     if not counted:
         text, removed = COUNTING.subn("\n", text)
         assert removed == 1, "the rendered configuration no longer counts in one log_by_lua_block"  # noqa: S101

@@ -63,7 +63,7 @@ def configuration(module: ModuleType, directory: Path, name: str) -> Path:
     ours = dataclasses.asdict(SETTINGS)
     settings = module.ProxySettings(**{key: value for key, value in ours.items() if key in fields})
     path = directory / f"{name}.conf"
-    path.write_text(rendered(module.render, settings, directory))
+    path.write_text(rendered(module, settings, directory))
     return path
 
 

@@ -107,18 +107,20 @@ def read_str(source: Mapping[str, str], name: str, default: str) -> str:
     return default if value is None else value
 
 
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+"""A Swarm service or stack name."""
 
 
 def read_name(source: Mapping[str, str], name: str, default: str) -> str:
     """A Swarm service or stack name: letters, digits, ``_ . -``, at most 63 characters."""
     value = read_str(source, name, default)
-    if not _NAME.fullmatch(value):
+    if not NAME.fullmatch(value):
         raise ConfigError(name, value, "must be a service or stack name (letters, digits, _ . -)")
     return value
 
 
-_URL_PREFIX = re.compile(r"/[A-Za-z0-9._~/-]{0,200}")
+URL_PREFIX = re.compile(r"/[A-Za-z0-9._~/-]{0,200}")
+"""A URL prefix: no space, brace, semicolon or quote, nothing nginx could read as more."""
 
 
 def read_url_prefix(source: Mapping[str, str], name: str, default: str) -> str:
@@ -127,7 +129,7 @@ def read_url_prefix(source: Mapping[str, str], name: str, default: str) -> str:
     No space, brace, semicolon or quote can pass, so no value can add a directive.
     """
     value = read_str(source, name, default)
-    if not _URL_PREFIX.fullmatch(value):
+    if not URL_PREFIX.fullmatch(value):
         raise ConfigError(name, value, "must be a URL prefix: /, then letters, digits and . _ ~ / -")
     return value
 

@@ -1,4 +1,4 @@
-"""Keeps nginx's upstream equal to the service's running tasks, and supervises nginx.
+"""Keeps nginx's routes and upstreams equal to the services' running tasks, and supervises nginx.
 
 The task list comes from Swarm's DNS: ``tasks.<service>`` resolves to the overlay
 address of every running task (a task with a health check only once it is healthy).
@@ -10,10 +10,13 @@ of the tasks after that is pushed to nginx (``/configuration/backends`` on 127.0
 whose balancer takes it without a reload: a reload would close the clients' idle
 keep-alive connections.
 
+The routes are UPSTREAM_SERVICE's at PROXY_LOCATION, and every service's the autoscaler's
+routing table (``ROUTES_URL``) lists, from their ``entrypoint.*`` labels. A route added or
+gone changes nginx's configuration: checked with ``nginx -t``, then reloaded.
+
 A service with a rate limit (``autoscaler.replica_rps``) is limited to one task's
-capacity times the tasks: the capacity comes from the autoscaler's routing table
-(``ROUTES_URL``), the tasks from DNS, and the limit is pushed to
-``/configuration/rate_limits`` whenever either changes.
+capacity times the tasks: the capacity comes from the routing table, the tasks from
+DNS, and the limit is pushed to ``/configuration/rate_limits`` whenever either changes.
 """
 
 from __future__ import annotations
@@ -40,8 +43,8 @@ from common.config import (
     read_url_prefix,
 )
 from common.lifecycle import sleep_unless_stopped
-from nginx.config import ProxySettings, backends, render
-from nginx.routes import Capacity, RoutesError, capacity_of, limit_lines
+from nginx.config import ProxySettings, backends, render, static_route
+from nginx.routes import Capacity, Route, RoutesError, capacity_of, limit_lines, routes_of
 
 log = structlog.get_logger("nginx_agent")
 
@@ -193,8 +196,12 @@ def http_routes_reader(url: str, timeout: float = 2.0) -> RoutesReader:
     return read
 
 
+ConfigApplier = Callable[[str], Awaitable[None]]
+"""Puts a rendered configuration in force, or raises ConfigRejectedError and changes nothing."""
+
+
 class UpstreamAgent:
-    def __init__(
+    def __init__(  # noqa: PLR0913 - the agent's inputs and outputs, each replaceable in tests
         self,
         settings: AgentSettings,
         resolve: Resolver = resolve_tasks,
@@ -202,54 +209,152 @@ class UpstreamAgent:
         *,
         push_limits: Pusher | None = None,
         read_routes: RoutesReader | None = None,
+        apply_config: ConfigApplier | None = None,
     ) -> None:
         self.settings = settings
-        self.addresses: list[str] | None = None
-        """The tasks nginx sends requests to."""
-        self.capacity: Capacity | None = None
-        """One task's capacity from the last routing table read; None: no limit."""
+        self.routes: list[Route] = [static_route(settings.proxy)]
+        """The routes in nginx's configuration: the variables' own first."""
+        self.tasks: dict[str, list[str]] | None = None
+        """Per route (its ``counted_as``): the tasks nginx sends requests to; None: to be pushed."""
+        self.table: object = {"services": []}
+        """The last routing table read."""
+        self.table_routes: list[Route] = []
+        self.capacities: dict[str, Capacity | None] = {}
+        """Per route: one task's capacity, as last read; None: no limit."""
         self.limits: list[str] = []
         """The rate limits nginx has."""
         self.problems: dict[str, str] = {}
-        """Per input (tasks, routes, limits): what is wrong with it now, logged when it appears."""
+        """Per input (tasks, routes, a route, limits, config): what is wrong with it now."""
         self._resolve = resolve
         self._push = push or http_pusher(settings.proxy)
         self._push_limits = push_limits or http_pusher(settings.proxy, "rate_limits")
         self._read_routes = read_routes or http_routes_reader(settings.routes_url)
+        self._apply_config = apply_config or self._install_and_reload
         self._nginx: asyncio.subprocess.Process | None = None
 
     async def start_nginx(self) -> None:
-        """Write the first configuration and start nginx in the foreground."""
-        try:
-            addresses = await self._resolve(self.settings.service)
-        except LookupFailedError as error:
-            log.warning("task lookup failed at start; starting with no servers", error=str(error))
-            addresses = []
-        await install(render(addresses, self.settings.proxy), self.settings.config_path)
-        self.addresses = addresses
+        """Write the first configuration, every route with its tasks, and start nginx in the foreground."""
+        await self._read_table()
+        self.routes = self._wanted_routes()
+        self.tasks = await self._lookup(self.routes)
+        await install(render(self.settings.proxy, self.routes, self.tasks), self.settings.config_path)
         self._nginx = await asyncio.create_subprocess_exec(
             "nginx", "-c", str(self.settings.config_path), "-g", "daemon off;"
         )
-        log.info("nginx started", pid=self._nginx.pid, servers=addresses, service=self.settings.service)
+        log.info("nginx started", pid=self._nginx.pid, tasks=self.tasks)
+
+    async def _install_and_reload(self, config: str) -> None:
+        await install(config, self.settings.config_path)
+        if self._nginx is not None and self._nginx.returncode is None:
+            self._nginx.send_signal(signal.SIGHUP)
 
     async def sync_once(self) -> None:
+        await self._read_table()
+        await self._sync_routes()
         await self._sync_tasks()
         await self._sync_limits()
 
     def _report(self, subject: str, event: str, problem: str) -> None:
         """Log a problem when it appears or changes, not at every sync while it lasts."""
         if self.problems.get(subject) != problem:
-            log.error(event, error=problem)
+            log.error(event, subject=subject, error=problem)
         self.problems[subject] = problem
 
-    async def _sync_limits(self) -> None:
-        """Push the service's rate limit: one task's capacity times the tasks nginx has."""
+    async def _read_table(self) -> None:
+        """The autoscaler's routing table; the last one read is kept while it cannot be read."""
         try:
-            self.capacity = capacity_of(await self._read_routes(), self.settings.service)
-            self.problems.pop("routes", None)
+            table = await self._read_routes()
+            self.table_routes, left_out = routes_of(table)
         except (RoutesUnavailableError, RoutesError) as error:
-            self._report("routes", "cannot read the routing table; keeping the last rate limit", str(error))
-        limits = limit_lines(self.settings.proxy.service, self.capacity, len(self.addresses or []))
+            self._report("routes", "cannot read the routing table; keeping the last one", str(error))
+            return
+        self.problems.pop("routes", None)
+        self.table = table
+        for service, problem in left_out.items():
+            self._report(f"route {service}", "a route in the routing table is left out", problem)
+
+    def _wanted_routes(self) -> list[Route]:
+        """The variables' route, then the table's by path; one whose path or service is taken is left out."""
+        wanted = [static_route(self.settings.proxy)]
+        for route in sorted(self.table_routes, key=lambda route: (route.path, route.service)):
+            taken = next(
+                (w for w in wanted if {w.path, w.counted_as, w.service} & {route.path, route.counted_as}),
+                None,
+            )
+            if taken is not None:
+                problem = f"its path or name is {taken.service}'s already"
+                self._report(f"route {route.service!r}", "a route in the routing table is left out", problem)
+                continue
+            wanted.append(route)
+        return wanted
+
+    async def _sync_routes(self) -> None:
+        """A route added or gone is a change of nginx's configuration: checked, then reloaded."""
+        wanted = self._wanted_routes()
+        if wanted == self.routes:
+            return
+        try:
+            await self._apply_config(render(self.settings.proxy, wanted, await self._lookup(wanted)))
+        except ConfigRejectedError as error:
+            self._report(
+                "config", "nginx refused the configuration of the new routes; keeping its own", str(error)
+            )
+            return
+        self.problems.pop("config", None)
+        log.info("routes updated", routes=[f"{route.path} {route.service}:{route.port}" for route in wanted])
+        # A reload keeps the task list pushed before: every route's tasks are pushed again.
+        self.routes, self.tasks = wanted, None
+
+    async def _lookup(self, routes: list[Route]) -> dict[str, list[str]]:
+        """Every route's tasks; a route whose lookup failed keeps those nginx has."""
+        found = {}
+        for route in routes:
+            try:
+                found[route.counted_as] = await self._resolve(route.service)
+            except LookupFailedError as error:
+                log.warning(
+                    "task lookup failed; keeping the current tasks", service=route.service, error=str(error)
+                )
+                found[route.counted_as] = (self.tasks or {}).get(route.counted_as, [])
+        return found
+
+    async def _sync_tasks(self) -> None:
+        tasks = await self._lookup(self.routes)
+        if tasks == self.tasks:
+            return
+        previous = self.tasks or {}
+        try:
+            await self._push(backends(self.routes, tasks))
+        except PushFailedError as error:
+            # nginx keeps the tasks it has; the list is pushed again at the next sync.
+            self._report("tasks", "nginx did not take the task list; keeping its current one", str(error))
+            return
+        self.problems.pop("tasks", None)
+        self.tasks = tasks
+        for service, addresses in tasks.items():
+            before = previous.get(service, [])
+            if addresses != before:
+                log.info(
+                    "upstream updated",
+                    service=service,
+                    servers=addresses,
+                    added=sorted(set(addresses) - set(before)),
+                    removed=sorted(set(before) - set(addresses)),
+                )
+
+    async def _sync_limits(self) -> None:
+        """Push every route's rate limit: one task's capacity times the tasks nginx has."""
+        limits = []
+        for route in self.routes:
+            try:
+                self.capacities[route.counted_as] = capacity_of(self.table, (route.service, route.counted_as))
+                self.problems.pop(f"limit {route.counted_as}", None)
+            except RoutesError as error:
+                self._report(
+                    f"limit {route.counted_as}", "a rate limit is malformed; keeping the last", str(error)
+                )
+            tasks = len((self.tasks or {}).get(route.counted_as, []))
+            limits += limit_lines(route.counted_as, self.capacities.get(route.counted_as), tasks)
         if limits == self.limits:
             return
         try:
@@ -260,30 +365,6 @@ class UpstreamAgent:
         self.problems.pop("limits", None)
         self.limits = limits
         log.info("rate limit updated", limits=limits)
-
-    async def _sync_tasks(self) -> None:
-        try:
-            addresses = await self._resolve(self.settings.service)
-        except LookupFailedError as error:
-            log.warning("task lookup failed; keeping the current upstream", error=str(error))
-            return
-        if addresses == self.addresses:
-            return
-        previous = self.addresses or []
-        try:
-            await self._push(backends(addresses, self.settings.proxy.upstream_port))
-        except PushFailedError as error:
-            # nginx keeps the tasks it has; the list is pushed again at the next sync.
-            self._report("tasks", "nginx did not take the task list; keeping its current one", str(error))
-            return
-        self.problems.pop("tasks", None)
-        self.addresses = addresses
-        log.info(
-            "upstream updated",
-            servers=addresses,
-            added=sorted(set(addresses) - set(previous)),
-            removed=sorted(set(previous) - set(addresses)),
-        )
 
     async def sync(self, stop: asyncio.Event) -> None:
         while not await sleep_unless_stopped(stop, self.settings.sync_interval):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from nginx.routes import Route
 
 UPSTREAM_NAME = "backend"
 LUA_DIRECTORY = Path(__file__).parent / "lua"
@@ -45,14 +47,57 @@ class ProxySettings:
     """Port on 127.0.0.1 where the agent pushes the tasks (``/configuration/backends``)."""
 
 
-def backends(addresses: Sequence[str], port: int) -> list[str]:
-    """The tasks as nginx's balancer takes them: ``ip:port``, in order."""
-    return [f"{address}:{port}" for address in sorted(addresses)]
+def static_route(settings: ProxySettings) -> Route:
+    """The route of the entry point's own variables (UPSTREAM_SERVICE, PROXY_LOCATION, UPSTREAM_PORT)."""
+    return Route(settings.service, settings.service, settings.location, settings.upstream_port)
 
 
-def render(addresses: Sequence[str], settings: ProxySettings) -> str:
-    """nginx.conf routing ``settings.location`` to ``addresses`` until the agent pushes others."""
-    initial = ", ".join(f'"{backend}"' for backend in backends(addresses, settings.upstream_port))
+def backends(routes: Sequence[Route], tasks: Mapping[str, Sequence[str]]) -> list[str]:
+    """The tasks as nginx's balancer takes them, ``<service> <ip>:<port>``, a route's in order.
+
+    ``tasks``: per route's ``counted_as``, the addresses of its tasks.
+    """
+    return [
+        f"{route.counted_as} {address}:{route.port}"
+        for route in routes
+        for address in sorted(tasks.get(route.counted_as, ()))
+    ]
+
+
+def _location(route: Route) -> str:
+    return f"""
+        location {route.path} {{
+            access_by_lua_block {{
+                require("ratelimit").admit("{route.counted_as}")
+                require("balancer").route("{route.counted_as}")
+            }}
+            log_by_lua_block {{
+                require("monitor").log("{route.counted_as}")
+            }}
+            proxy_pass http://{UPSTREAM_NAME};
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            # A task that refuses or fails a request before answering hands it to another
+            # (an idempotent request, or any that never reached a task).
+            proxy_next_upstream error timeout http_502 http_503;
+            proxy_next_upstream_tries 3;
+            proxy_connect_timeout 2s;
+            proxy_read_timeout 60s;
+        }}
+"""
+
+
+def render(settings: ProxySettings, routes: Sequence[Route], tasks: Mapping[str, Sequence[str]]) -> str:
+    """nginx.conf with a location per route, sent to ``tasks`` until the agent pushes others.
+
+    Every value in a route was checked against a strict pattern (service names, URL
+    prefixes, ports): none can add a directive. Routes must have distinct paths and names.
+    """
+    initial = ", ".join(f'"{backend}"' for backend in backends(routes, tasks))
+    services = ", ".join(f'"{route.counted_as}"' for route in routes)
+    locations = "".join(_location(route) for route in routes)
     edges = ", ".join(f"{edge:g}" for edge in DURATION_BUCKETS)
     return f"""# Written by the upstream agent from Swarm's running tasks; changes are overwritten.
 load_module modules/ndk_http_module.so;
@@ -83,7 +128,7 @@ http {{
     # Loaded by the master, as root, before the workers start: they inherit the modules
     # and never read the files themselves (as nobody, who may not be allowed to).
     init_by_lua_block {{
-        require("monitor").init({{{edges}}}, {{"{settings.service}"}})
+        require("monitor").init({{{edges}}}, {{{services}}})
         require("metrics")
         require("configuration").init({{{initial}}})
         require("balancer")
@@ -137,7 +182,7 @@ http {{
             }}
         }}
 
-        # The tasks requests go to now, one ip:port a line.
+        # The tasks requests go to now, "<service> <ip>:<port>" a line.
         location = /nginx/upstream {{
             limit_except GET {{
                 deny all;
@@ -155,27 +200,6 @@ http {{
             default_type text/plain;
             return 200 "ok\\n";
         }}
-
-        location {settings.location} {{
-            access_by_lua_block {{
-                require("ratelimit").admit("{settings.service}")
-                require("balancer").refuse_without_tasks()
-            }}
-            log_by_lua_block {{
-                require("monitor").log("{settings.service}")
-            }}
-            proxy_pass http://{UPSTREAM_NAME};
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host $host;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            # A task that refuses or fails a request before answering hands it to another
-            # (an idempotent request, or any that never reached a task).
-            proxy_next_upstream error timeout http_502 http_503;
-            proxy_next_upstream_tries 3;
-            proxy_connect_timeout 2s;
-            proxy_read_timeout 60s;
-        }}
-    }}
+{locations}    }}
 }}
 """

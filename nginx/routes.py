@@ -7,8 +7,10 @@ no Docker socket and reads what it needs from this table over the overlay networ
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+
+from common.config import HIGHEST_PORT, NAME, URL_PREFIX
 
 MOST_RPS = 1_000_000_000
 MOST_BURST_SECONDS = 3600
@@ -47,19 +49,76 @@ def _capacity(entry: Mapping[str, object]) -> Capacity | None:
     )
 
 
-def capacity_of(table: object, service: str) -> Capacity | None:
-    """The capacity of one task of ``service`` (its name or its name in its stack); None: no limit.
-
-    A service the table does not list has no limit. Raises RoutesError for a table that
-    is not one, or for a malformed entry of the service.
-    """
+def _entries(table: object) -> list[object]:
     entries = table.get("services") if isinstance(table, Mapping) else None
     if not isinstance(entries, list):
         raise RoutesError("not a routing table: no list of services")
-    for entry in entries:
-        if isinstance(entry, Mapping) and service in (entry.get("service"), entry.get("name_in_stack")):
+    return entries
+
+
+def capacity_of(table: object, names: Sequence[str]) -> Capacity | None:
+    """The capacity of one task of the service known by ``names``; None: no limit.
+
+    A service is found by its name or its name in its stack. A service the table does
+    not list has no limit. Raises RoutesError for a table that is not one, or for a
+    malformed entry of the service.
+    """
+    for entry in _entries(table):
+        if isinstance(entry, Mapping) and {entry.get("service"), entry.get("name_in_stack")} & set(names):
             return _capacity(entry)
     return None
+
+
+@dataclass(frozen=True)
+class Route:
+    """A location of the entry point and the service it sends requests to."""
+
+    service: str
+    """Whose tasks get the requests: ``tasks.<service>`` in DNS."""
+    counted_as: str
+    """The name its requests are counted, balanced and limited under."""
+    path: str
+    """URL prefix."""
+    port: int
+    """Port the tasks listen on."""
+
+
+def _name(entry: Mapping[str, object], key: str) -> str:
+    value = entry.get(key)
+    if not isinstance(value, str) or not NAME.fullmatch(value):
+        raise RoutesError(f"{key} is not a service name: {value!r}")
+    return value
+
+
+def _route(entry: Mapping[str, object]) -> Route:
+    route = entry.get("route")
+    if not isinstance(route, Mapping):
+        raise RoutesError(f"route is not an object: {route!r}")
+    path, port = route.get("path"), route.get("port")
+    if not isinstance(path, str) or not URL_PREFIX.fullmatch(path):
+        raise RoutesError(f"path is not a URL prefix: {path!r}")
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= HIGHEST_PORT:
+        raise RoutesError(f"port is not a port: {port!r}")
+    return Route(_name(entry, "service"), _name(entry, "name_in_stack"), path, port)
+
+
+def routes_of(table: object) -> tuple[list[Route], dict[str, str]]:
+    """The routes the table lists, and per entry left out, why (by the entry's service).
+
+    Raises RoutesError for a table that is not one.
+    """
+    routes, problems = [], {}
+    for index, entry in enumerate(_entries(table)):
+        if not isinstance(entry, Mapping):
+            problems[f"entry {index}"] = f"not an object: {entry!r:.100}"
+            continue
+        if entry.get("route") is None:
+            continue
+        try:
+            routes.append(_route(entry))
+        except RoutesError as error:
+            problems[f"{entry.get('service')!r:.100}"] = str(error)
+    return routes, problems
 
 
 def limit_lines(service: str, capacity: Capacity | None, tasks: int) -> list[str]:

@@ -9,10 +9,10 @@
 local _M = {}
 
 local shared = ngx.shared.entrypoint_configuration
-local ADDRESS = "^%d+%.%d+%.%d+%.%d+:%d+$"
+local BACKEND = "^[%w][%w_.-]* %d+%.%d+%.%d+%.%d+:%d+$"
 local MOST_BACKENDS = 10000
 
--- The backends ("ip:port") nginx starts with, unless a list was pushed before a reload.
+-- The backends ("<service> <ip>:<port>") nginx starts with, unless a list was pushed before.
 function _M.init(backends)
     shared:add("backends", table.concat(backends, "\n"))
     shared:add("version", 1)
@@ -59,8 +59,8 @@ end
 local function parse(body)
     local backends = {}
     for line in string.gmatch(body, "[^\n]+") do
-        if not string.find(line, ADDRESS) then
-            return nil, "not an ip:port: " .. string.sub(line, 1, 60)
+        if not string.find(line, BACKEND) then
+            return nil, "not a service and an ip:port: " .. string.sub(line, 1, 60)
         end
         backends[#backends + 1] = line
     end
@@ -122,7 +122,8 @@ local function pushed(key, version_key, parse)
     ngx.say("ok")
 end
 
--- GET: the backends, one per line. POST: replace them with the body's (one "ip:port" a line).
+-- GET: the backends, one per line. POST: replace them with the body's
+-- ("<service> <ip>:<port>" a line, every service's at once).
 function _M.backends()
     return pushed("backends", "version", parse)
 end

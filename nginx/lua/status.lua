@@ -28,14 +28,15 @@ function _M.write()
     local var = ngx.var
     local servers = {}
     local _, backends = configuration.current()
-    for address in string.gmatch(backends or "", "[^\n]+") do
-        servers[#servers + 1] = server(address, now)
+    for service, address in string.gmatch(backends or "", "(%S+) (%S+)") do
+        servers[service] = servers[service] or {}
+        table.insert(servers[service], server(address, now))
     end
     local services = {}
     for _, service in ipairs(monitor.services()) do
         services[#services + 1] = string.format(
             '"%s": {"requests": %d, "servers": [%s], "rate_limit": %s}',
-            service, monitor.requests(service), table.concat(servers, ", "), rate_limit(service)
+            service, monitor.requests(service), table.concat(servers[service] or {}, ", "), rate_limit(service)
         )
     end
     ngx.header["Content-Type"] = "application/json"

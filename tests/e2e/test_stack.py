@@ -52,11 +52,12 @@ def running_task_addresses(stack: Stack) -> frozenset[str]:
     return frozenset(addresses)
 
 
-def upstream(stack: Stack) -> frozenset[str]:
-    """The task addresses nginx's balancer sends requests to now."""
+def upstream(stack: Stack, service: str = "demo-api") -> frozenset[str]:
+    """The task addresses nginx's balancer sends the service's requests to now."""
     listing = httpx.get(stack.entry_metrics.removesuffix("/metrics") + "/nginx/upstream", timeout=5)
     listing.raise_for_status()
-    return frozenset(line.rsplit(":", 1)[0] for line in listing.text.split())
+    lines = (line.split() for line in listing.text.splitlines())
+    return frozenset(backend.rsplit(":", 1)[0] for name, backend in lines if name == service)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,7 +19,8 @@ import httpx
 import pytest
 
 from autoscaler.traffic import parse
-from nginx.config import ProxySettings, backends, render
+from nginx.config import ProxySettings, render, static_route
+from nginx.routes import Route
 
 FLUSH_INTERVAL = 1.0
 """Seconds between two additions of a worker's counts to shared memory (monitor.lua)."""
@@ -86,7 +87,11 @@ class Proxy:
     admin: str
     """Base URL of the port that also serves /metrics."""
 
-    def push(self, lines: list[str]) -> httpx.Response:
+    def push(self, addresses: list[str], service: str = "web") -> httpx.Response:
+        """Push ``ip:port`` addresses as the service's tasks (and no other service's)."""
+        return self.push_lines([f"{service} {address}" for address in addresses])
+
+    def push_lines(self, lines: list[str]) -> httpx.Response:
         return httpx.post(self.control, content="\n".join(lines), timeout=5)
 
     def limit(self, lines: list[str]) -> httpx.Response:
@@ -94,8 +99,9 @@ class Proxy:
         url = self.control.replace("/configuration/backends", "/configuration/rate_limits")
         return httpx.post(url, content="\n".join(lines), timeout=5)
 
-    def tasks(self) -> list[str]:
-        return httpx.get(self.admin + "/nginx/upstream", timeout=5).text.split()
+    def tasks(self, service: str = "web") -> list[str]:
+        lines = httpx.get(self.admin + "/nginx/upstream", timeout=5).text.splitlines()
+        return [line.split()[1] for line in lines if line.split()[0] == service]
 
     def counters(self, requests: int) -> str:
         """The counters once ``requests`` requests are in: each worker adds its own once a second."""
@@ -125,8 +131,11 @@ def wait_for_port(port: int, timeout: float = 10) -> None:
 
 
 @contextmanager
-def started(tmp_path: Path, addresses: list[str]) -> Iterator[Proxy]:
-    """nginx rendered by the agent's code, before ``addresses``: a task listens on 127.0.0.1 only."""
+def started(tmp_path: Path, addresses: list[str], more: Sequence[Route] = ()) -> Iterator[Proxy]:
+    """nginx rendered by the agent's code, before ``addresses``: a task listens on 127.0.0.1 only.
+
+    ``more``: routes besides the service ``web`` at ``/api/``, each with a task at 127.0.0.1.
+    """
     nginx = shutil.which("nginx")
     assert nginx, "nginx is required: run-tests.sh installs it"
     with upstream_server() as port:
@@ -139,7 +148,8 @@ def started(tmp_path: Path, addresses: list[str]) -> Iterator[Proxy]:
             metrics_port=free_port(),
             control_port=free_port(),
         )
-        config = render(addresses, settings)
+        tasks = {"web": addresses, **{route.counted_as: ["127.0.0.1"] for route in more}}
+        config = render(settings, [static_route(settings), *more], tasks)
         config = config.replace("pid /run/nginx.pid;", f"pid {tmp_path}/nginx.pid;")
         (tmp_path / "nginx.conf").write_text(config)
         master = subprocess.Popen([nginx, "-c", str(tmp_path / "nginx.conf"), "-g", "daemon off;"])
@@ -151,7 +161,8 @@ def started(tmp_path: Path, addresses: list[str]) -> Iterator[Proxy]:
                 f"http://127.0.0.1:{settings.listen_port}",
                 admin + "/metrics",
                 master,
-                *backends(["127.0.0.1", "127.0.0.2"], port),
+                f"127.0.0.1:{port}",
+                f"127.0.0.2:{port}",
                 f"http://127.0.0.1:{settings.control_port}/configuration/backends",
                 admin,
             )

@@ -12,7 +12,9 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from autoscaler.traffic import parse
 from nginx.agent import PushFailedError, http_pusher
+from nginx.routes import Route
 from tests.unit.real_nginx import Proxy, free_port, started, upstream_server
 from tests.unit.test_nginx import PROXY
 
@@ -36,6 +38,14 @@ def until_answered_only_by(client: httpx.Client, ports: set[int]) -> None:
         if sorted({(answer.status_code, answer.text.strip()) for answer in answers}) == wanted:
             return
         assert time.monotonic() < deadline, f"requests never went only to {ports}: {answers}"
+        time.sleep(SYNC_INTERVAL)
+
+
+def until_refused(client: httpx.Client, path: str) -> None:
+    """Requests until every worker refuses ``path`` with 503 (they look every SYNC_INTERVAL)."""
+    deadline = time.monotonic() + 10
+    while {client.get(path).status_code for _ in range(6)} != {503}:
+        assert time.monotonic() < deadline, f"{path} still answered"
         time.sleep(SYNC_INTERVAL)
 
 
@@ -94,9 +104,14 @@ class TestBalancer:
 
     def test_a_push_that_is_not_a_task_list_is_refused_and_changes_nothing(self, proxy: Proxy) -> None:
         before = proxy.tasks()
-        response = proxy.push(["10.0.0.1:80", "10.0.0.2:80; deny all"])
-        assert response.status_code == 400
-        assert "not an ip:port" in response.text
+        for lines in (
+            ["web 10.0.0.1:80", "web 10.0.0.2:80; deny all"],
+            ["10.0.0.1:80"],
+            ["we$b 10.0.0.1:80"],
+        ):
+            response = proxy.push_lines(lines)
+            assert response.status_code == 400
+            assert "not a service and an ip:port" in response.text
         assert proxy.tasks() == before == [proxy.upstream, proxy.refusing]
 
     def test_the_pushed_tasks_outlive_a_reload(self, tmp_path: Path) -> None:
@@ -117,6 +132,28 @@ class TestBalancer:
             assert httpx.get(proxy.entry + "/api/ok").status_code == 503
             assert proxy.tasks() == []
 
+    def test_each_route_goes_to_its_own_services_tasks(self, tmp_path: Path) -> None:
+        with upstream_server() as shop_port:
+            shop = Route(service="s_shop", counted_as="shop", path="/shop/", port=shop_port)
+            with (
+                started(tmp_path, ["127.0.0.1"], more=[shop]) as proxy,
+                httpx.Client(base_url=proxy.entry) as client,
+            ):
+                web_port = urlsplit(f"http://{proxy.upstream}").port
+                assert {client.get("/api/ok").text.strip() for _ in range(4)} == {str(web_port)}
+                assert {client.get("/shop/ok").text.strip() for _ in range(4)} == {str(shop_port)}
+                assert proxy.tasks("shop") == [f"127.0.0.1:{shop_port}"]
+                counted = parse(proxy.counters(8)).services
+                assert (counted["web"].requests, counted["shop"].requests) == (4, 4)
+                status = httpx.get(proxy.admin + "/nginx/status", timeout=5).json()["services"]
+                assert [server["address"] for server in status["shop"]["servers"]] == [
+                    f"127.0.0.1:{shop_port}"
+                ]
+                # A push for one service's tasks leaves the other's with none.
+                assert proxy.push([f"127.0.0.1:{shop_port}"], service="shop").status_code == 200
+                until_refused(client, "/api/ok")
+                assert client.get("/shop/ok").status_code == 200
+
     def test_status_shows_connections_requests_and_each_tasks_state(self, proxy: Proxy) -> None:
         with httpx.Client(base_url=proxy.entry) as client:
             answered_by(client, 10)
@@ -132,7 +169,7 @@ class TestBalancer:
 class TestHttpPusher:
     def test_the_agents_push_reaches_nginx(self, proxy: Proxy) -> None:
         settings = replace(PROXY, control_port=urlsplit(proxy.control).port)
-        asyncio.run(http_pusher(settings)([proxy.upstream]))
+        asyncio.run(http_pusher(settings)([f"web {proxy.upstream}"]))
         assert proxy.tasks() == [proxy.upstream]
 
     def test_the_agents_rate_limit_reaches_nginx(self, proxy: Proxy) -> None:
@@ -150,4 +187,4 @@ class TestHttpPusher:
         with pytest.raises(PushFailedError, match="400"):
             asyncio.run(http_pusher(settings)(["not an address"]))
         with pytest.raises(PushFailedError, match="ConnectError"):
-            asyncio.run(http_pusher(replace(PROXY, control_port=free_port()))([proxy.upstream]))
+            asyncio.run(http_pusher(replace(PROXY, control_port=free_port()))([f"web {proxy.upstream}"]))

@@ -16,8 +16,8 @@ from nginx.agent import (
     install,
     load,
 )
-from nginx.config import ProxySettings, render
-from nginx.routes import Capacity, RoutesError, capacity_of, limit_lines
+from nginx.config import ProxySettings, render, static_route
+from nginx.routes import Capacity, Route, RoutesError, capacity_of, limit_lines, routes_of
 
 PROXY = ProxySettings(
     listen_port=8081,
@@ -41,112 +41,189 @@ def nginx_accepts(config, tmp_path):
     )
 
 
+def one_route(addresses):
+    """The configuration of the variables' own route alone, its tasks at ``addresses``."""
+    return render(PROXY, [static_route(PROXY)], {"web": addresses})
+
+
+SHOP = Route(service="s_shop", counted_as="shop", path="/shop/", port=9000)
+
+
 class TestRender:
     def test_nginx_starts_with_the_tasks_found(self):
-        config = render(["10.0.1.7", "10.0.1.5"], PROXY)
-        assert 'require("configuration").init({"10.0.1.5:8000", "10.0.1.7:8000"})' in config
+        config = one_route(["10.0.1.7", "10.0.1.5"])
+        assert 'require("configuration").init({"web 10.0.1.5:8000", "web 10.0.1.7:8000"})' in config
         assert "location /api/ {" in config
         assert "balancer_by_lua_block" in config
 
     def test_no_tasks_starts_with_none(self):
-        assert 'require("configuration").init({})' in render([], PROXY)
+        assert 'require("configuration").init({})' in one_route([])
 
     def test_the_tasks_are_pushed_on_the_loopback_only(self):
-        assert "listen 127.0.0.1:10246;" in render([], PROXY)
+        assert "listen 127.0.0.1:10246;" in one_route([])
+
+    def test_each_route_has_its_location_and_its_tasks(self):
+        config = render(PROXY, [static_route(PROXY), SHOP], {"web": ["10.0.1.5"], "shop": ["10.0.2.9"]})
+        assert 'init({"web 10.0.1.5:8000", "shop 10.0.2.9:9000"})' in config
+        assert 'require("monitor").init(' in config
+        assert '{"web", "shop"})' in config
+        location = (
+            'location /shop/ {\n            access_by_lua_block {\n                require("ratelimit")'
+        )
+        assert location + '.admit("shop")' in config
+        assert 'require("balancer").route("shop")' in config
 
     @pytest.mark.parametrize("addresses", [[], ["10.0.1.5"], [f"10.0.1.{n}" for n in range(2, 12)]])
     def test_nginx_accepts_what_is_rendered(self, addresses, tmp_path):
-        assert nginx_accepts(render(addresses, PROXY), tmp_path)
+        assert nginx_accepts(render(PROXY, [static_route(PROXY), SHOP], {"web": addresses}), tmp_path)
 
 
-class TestUpstreamAgent:
-    def make(self, tmp_path, answers, refusals=(), tables=None):
-        """An agent whose lookups give ``answers`` in turn and whose pushes fail ``refusals`` times first.
+class Outside:
+    """The agent's outside: DNS and the routing table as a test sets them, and what reaches nginx.
 
-        Its routing tables are ``tables`` in turn (an exception is raised), or none that limits.
-        """
+    ``dns``: per service, its tasks' addresses or the LookupFailedError to raise; ``table``:
+    the routing table or the RoutesUnavailableError to raise. A push fails while
+    ``refusals`` last; a configuration containing "refused" is refused.
+    """
+
+    def __init__(self, refusals=()):
+        self.dns = {}
+        self.table = {"services": []}
+        self.refusals = list(refusals)
+        self.pushed, self.limits, self.configs = [], [], []
+
+    async def resolve(self, service):
+        return self._given(self.dns.get(service, []))
+
+    async def read_routes(self):
+        return self._given(self.table)
+
+    @staticmethod
+    def _given(answer):
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    async def push(self, lines):
+        if self.refusals:
+            raise PushFailedError(self.refusals.pop(0))
+        self.pushed.append(lines)
+
+    async def push_limits(self, lines):
+        self.limits.append(lines)
+
+    async def apply_config(self, config):
+        if "refused" in config:
+            raise ConfigRejectedError("nginx: [emerg] refused")
+        self.configs.append(config)
+
+    def agent(self, tmp_path):
         settings = AgentSettings(
             service="web", sync_interval=1, config_path=tmp_path / "nginx.conf", proxy=PROXY
         )
-        queue, failures, pushed = list(answers), list(refusals), []
-        routes = list(tables) if tables is not None else [{"services": []}] * len(answers)
-        self.limits = []
-
-        async def read_routes():
-            table = routes.pop(0)
-            if isinstance(table, Exception):
-                raise table
-            return table
-
-        async def push_limits(lines):
-            self.limits.append(lines)
-
-        async def resolve(service):
-            answer = queue.pop(0)
-            if isinstance(answer, Exception):
-                raise answer
-            return answer
-
-        async def push(lines):
-            if failures:
-                raise PushFailedError(failures.pop(0))
-            pushed.append(lines)
-
         return UpstreamAgent(
-            settings, resolve, push, push_limits=push_limits, read_routes=read_routes
-        ), pushed
+            settings,
+            self.resolve,
+            self.push,
+            push_limits=self.push_limits,
+            read_routes=self.read_routes,
+            apply_config=self.apply_config,
+        )
 
-    def test_pushes_each_change_of_the_tasks(self, tmp_path):
-        answers = [["10.0.1.5"], ["10.0.1.5"], ["10.0.1.6", "10.0.1.5"], ["10.0.1.6"]]
-        agent, pushed = self.make(tmp_path, answers)
-        for _ in answers:
+    def syncs(self, agent, changes):
+        """One sync after each change: (dns, table), either None to keep it."""
+        for dns, table in changes:
+            self.dns = self.dns if dns is None else dns
+            self.table = self.table if table is None else table
             asyncio.run(agent.sync_once())
-        assert pushed == [["10.0.1.5:8000"], ["10.0.1.5:8000", "10.0.1.6:8000"], ["10.0.1.6:8000"]]
-        assert agent.addresses == ["10.0.1.6"]
+
+
+def tasks_of(*answers):
+    """The web service's tasks, one answer a sync, as (dns, table) changes."""
+    return [({"web": answer}, None) for answer in answers]
+
+
+class TestUpstreamAgent:
+    def test_pushes_each_change_of_the_tasks(self, tmp_path):
+        outside = Outside()
+        agent = outside.agent(tmp_path)
+        outside.syncs(agent, tasks_of(["10.0.1.5"], ["10.0.1.5"], ["10.0.1.6", "10.0.1.5"], ["10.0.1.6"]))
+        first, both, last = (
+            ["web 10.0.1.5:8000"],
+            ["web 10.0.1.5:8000", "web 10.0.1.6:8000"],
+            ["web 10.0.1.6:8000"],
+        )
+        assert outside.pushed == [first, both, last]
+        assert agent.tasks == {"web": ["10.0.1.6"]}
 
     def test_a_failed_lookup_keeps_the_current_tasks(self, tmp_path):
-        agent, pushed = self.make(tmp_path, [["10.0.1.5"], LookupFailedError("timeout")])
-        asyncio.run(agent.sync_once())
-        asyncio.run(agent.sync_once())
-        assert (pushed, agent.addresses) == ([["10.0.1.5:8000"]], ["10.0.1.5"])
+        outside = Outside()
+        agent = outside.agent(tmp_path)
+        outside.syncs(agent, tasks_of(["10.0.1.5"], LookupFailedError("timeout")))
+        assert (outside.pushed, agent.tasks) == ([["web 10.0.1.5:8000"]], {"web": ["10.0.1.5"]})
 
     def test_a_refused_push_is_logged_once_and_pushed_again_until_taken(self, tmp_path):
-        answers = [["10.0.1.5"]] * 4
-        agent, pushed = self.make(tmp_path, answers, refusals=["connection refused"] * 3)
+        outside = Outside(refusals=["connection refused"] * 3)
+        agent = outside.agent(tmp_path)
         with structlog.testing.capture_logs() as logs:
-            for _ in answers:
-                asyncio.run(agent.sync_once())
+            outside.syncs(agent, tasks_of(*[["10.0.1.5"]] * 4))
         assert [entry["event"] for entry in logs] == [
             "nginx did not take the task list; keeping its current one",
             "upstream updated",
         ]
-        assert (pushed, agent.addresses) == ([["10.0.1.5:8000"]], ["10.0.1.5"])
+        assert (outside.pushed, agent.tasks) == ([["web 10.0.1.5:8000"]], {"web": ["10.0.1.5"]})
 
     def test_the_rate_limit_is_one_tasks_capacity_times_the_tasks(self, tmp_path):
         limited = {"services": [{"service": "s_web", "name_in_stack": "web", "rate_limit": LIMIT}]}
-        answers = [["10.0.1.5"], ["10.0.1.5", "10.0.1.6"], ["10.0.1.5", "10.0.1.6"], ["10.0.1.6"], []]
+        tasks = [["10.0.1.5"], ["10.0.1.5", "10.0.1.6"], ["10.0.1.5", "10.0.1.6"], ["10.0.1.6"], []]
         tables = [limited, limited, {"services": []}, limited, limited]
-        agent, _ = self.make(tmp_path, answers, tables=tables)
-        for _ in answers:
-            asyncio.run(agent.sync_once())
+        outside = Outside()
+        agent = outside.agent(tmp_path)
+        outside.syncs(agent, [({"web": answer}, table) for answer, table in zip(tasks, tables, strict=True)])
         # 20 a second a task, with two seconds' worth as burst; none without tasks.
-        assert self.limits == [["web 20 40"], ["web 40 80"], [], ["web 20 40"], []]
+        assert outside.limits == [["web 20 40"], ["web 40 80"], [], ["web 20 40"], []]
 
     def test_an_unreadable_or_malformed_routing_table_keeps_the_last_limit(self, tmp_path):
         limited = {"services": [{"service": "web", "rate_limit": LIMIT}]}
-        malformed = {
-            "services": [{"service": "web", "rate_limit": {"replica_rps": "lots", "burst_seconds": 1}}]
-        }
+        lots = {"replica_rps": "lots", "burst_seconds": 1}
+        malformed = {"services": [{"service": "web", "rate_limit": lots}]}
         unreadable = RoutesUnavailableError("ConnectError")
-        tables = [limited, unreadable, unreadable, malformed, limited]
-        agent, _ = self.make(tmp_path, [["10.0.1.5"]] * 5, tables=tables)
+        outside = Outside()
+        agent = outside.agent(tmp_path)
         with structlog.testing.capture_logs() as logs:
-            for _ in tables:
-                asyncio.run(agent.sync_once())
-        assert self.limits == [["web 20 40"]]
+            tables = [limited, unreadable, unreadable, malformed, limited]
+            outside.syncs(agent, [({"web": ["10.0.1.5"]}, table) for table in tables])
+        assert outside.limits == [["web 20 40"]]
         problems = [entry["error"] for entry in logs if entry["log_level"] == "error"]
         assert problems == ["ConnectError", "replica_rps is not a finite number: 'lots'"]
         assert agent.problems == {}
+
+    def test_a_route_added_or_gone_reloads_nginx_and_its_tasks_are_pushed(self, tmp_path):
+        shop = {"service": "s_shop", "name_in_stack": "shop", "route": {"path": "/shop/", "port": 9000}}
+        outside = Outside()
+        agent = outside.agent(tmp_path)
+        dns = {"web": ["10.0.1.5"], "s_shop": ["10.0.2.9"]}
+        outside.syncs(agent, [(dns, {"services": [shop]}), (None, None), (None, {"services": []})])
+        assert [("location /shop/ {" in config) for config in outside.configs] == [True, False]
+        assert outside.pushed == [["web 10.0.1.5:8000", "shop 10.0.2.9:9000"], ["web 10.0.1.5:8000"]]
+        assert [route.path for route in agent.routes] == ["/api/"]
+
+    def test_a_route_whose_path_or_name_is_taken_is_left_out_and_logged_once(self, tmp_path):
+        clash = {"service": "s_api", "name_in_stack": "api", "route": {"path": "/api/", "port": 9000}}
+        outside = Outside()
+        agent = outside.agent(tmp_path)
+        with structlog.testing.capture_logs() as logs:
+            outside.syncs(agent, [(None, {"services": [clash]}), (None, None)])
+        assert [entry["subject"] for entry in logs if entry["log_level"] == "error"] == ["route 's_api'"]
+        assert (outside.configs, [route.path for route in agent.routes]) == ([], ["/api/"])
+
+    def test_a_configuration_nginx_refuses_keeps_the_routes_it_has(self, tmp_path):
+        refused = {"service": "s_refused", "name_in_stack": "refused", "route": {"path": "/x/", "port": 80}}
+        outside = Outside()
+        agent = outside.agent(tmp_path)
+        outside.syncs(agent, [(None, {"services": [refused]}), (None, None)])
+        assert [route.path for route in agent.routes] == ["/api/"]
+        assert agent.problems == {"config": "nginx: [emerg] refused"}
 
     def test_install_refuses_an_invalid_config(self, tmp_path):
         with pytest.raises(ConfigRejectedError):
@@ -194,9 +271,9 @@ class TestSettings:
 class TestRoutes:
     def test_a_service_is_found_by_its_name_or_its_name_in_its_stack(self):
         table = {"services": [{"service": "s_web", "name_in_stack": "web", "rate_limit": LIMIT}]}
-        assert capacity_of(table, "web") == capacity_of(table, "s_web") == Capacity(20, 2)
-        assert capacity_of(table, "other") is None
-        assert capacity_of({"services": [{"service": "web", "rate_limit": None}]}, "web") is None
+        assert capacity_of(table, ("web",)) == capacity_of(table, ("s_web",)) == Capacity(20, 2)
+        assert capacity_of(table, ("other",)) is None
+        assert capacity_of({"services": [{"service": "web", "rate_limit": None}]}, ("web",)) is None
 
     @pytest.mark.parametrize(
         "table",
@@ -213,10 +290,40 @@ class TestRoutes:
     )
     def test_a_table_or_entry_that_is_not_one_is_an_error(self, table):
         with pytest.raises(RoutesError):
-            capacity_of(table, "web")
+            capacity_of(table, ("web",))
 
     def test_the_limit_is_the_capacity_times_the_tasks_with_a_burst_of_at_least_one(self):
         assert limit_lines("web", Capacity(2.5, 0), 3) == ["web 7.5 1"]
         assert limit_lines("web", Capacity(2.5, 4), 3) == ["web 7.5 30"]
         assert limit_lines("web", Capacity(2.5, 4), 0) == []
         assert limit_lines("web", None, 3) == []
+
+
+class TestRoutesOf:
+    def test_every_entry_with_a_route_is_one(self):
+        table = {
+            "services": [
+                {"service": "s_shop", "name_in_stack": "shop", "route": {"path": "/shop/", "port": 9000}},
+                {"service": "s_web", "name_in_stack": "web", "route": None},
+            ]
+        }
+        assert routes_of(table) == ([SHOP], {})
+
+    @pytest.mark.parametrize(
+        ("route", "names"),
+        [
+            ({"path": "/x/ { return 200; }", "port": 80}, {}),
+            ({"path": "x", "port": 80}, {}),
+            ({"path": "/x/", "port": "80; deny all"}, {}),
+            ({"path": "/x/", "port": 70000}, {}),
+            ({"path": "/x/", "port": True}, {}),
+            ({"path": "/x/", "port": 80}, {"service": 'x"); os.exit()'}),
+            ({"path": "/x/", "port": 80}, {"name_in_stack": "x y"}),
+            ("/x/", {}),
+        ],
+    )
+    def test_an_entry_nginx_would_read_as_more_is_left_out_and_named(self, route, names):
+        entry = {"service": "s_x", "name_in_stack": "x", "route": route, **names}
+        routes, left_out = routes_of({"services": [entry, "junk"]})
+        assert routes == []
+        assert set(left_out) == {repr(entry["service"]), "entry 1"}
