@@ -39,9 +39,9 @@ def spec(stack: Stack) -> tuple[int, float]:
     return int(service.attrs["Spec"]["Mode"]["Replicated"]["Replicas"]), updated_at
 
 
-def running_task_addresses(stack: Stack) -> frozenset[str]:
-    """Overlay addresses of the demo API's tasks that Swarm reports running."""
-    tasks = stack.docker.api.tasks(filters={"service": stack.service("demo-api"), "desired-state": "running"})
+def running_task_addresses(stack: Stack, service: str = "demo-api") -> frozenset[str]:
+    """Overlay addresses of the service's tasks that Swarm reports running."""
+    tasks = stack.docker.api.tasks(filters={"service": stack.service(service), "desired-state": "running"})
     addresses = set()
     for task in tasks:
         if task["Status"]["State"] != "running":
