@@ -219,12 +219,14 @@ class UpstreamAgent:
         self.table: object = {"services": []}
         """The last routing table read."""
         self.table_routes: list[Route] = []
+        self.table_left_out: dict[str, str] = {}
+        """Per service: why the table's route of it is left out."""
         self.capacities: dict[str, Capacity | None] = {}
         """Per route: one task's capacity, as last read; None: no limit."""
         self.limits: list[str] = []
         """The rate limits nginx has."""
         self.problems: dict[str, str] = {}
-        """Per input (tasks, routes, a route, limits, config): what is wrong with it now."""
+        """Per input (tasks, routes, a route, a limit, limits, config): what is wrong with it now."""
         self._resolve = resolve
         self._push = push or http_pusher(settings.proxy)
         self._push_limits = push_limits or http_pusher(settings.proxy, "rate_limits")
@@ -260,6 +262,14 @@ class UpstreamAgent:
             log.error(event, subject=subject, error=problem)
         self.problems[subject] = problem
 
+    def _report_all(self, kind: str, found: dict[str, str], event: str) -> None:
+        """The problems of ``kind`` now, by subject: those no longer found are over."""
+        for subject in [subject for subject in self.problems if subject.startswith(f"{kind} ")]:
+            if subject.removeprefix(f"{kind} ") not in found:
+                del self.problems[subject]
+        for subject, problem in found.items():
+            self._report(f"{kind} {subject}", event, problem)
+
     async def _read_table(self) -> None:
         """The autoscaler's routing table; the last one read is kept while it cannot be read."""
         try:
@@ -269,32 +279,45 @@ class UpstreamAgent:
             self._report("routes", "cannot read the routing table; keeping the last one", str(error))
             return
         self.problems.pop("routes", None)
-        self.table = table
-        for service, problem in left_out.items():
-            self._report(f"route {service}", "a route in the routing table is left out", problem)
+        self.table, self.table_left_out = table, left_out
 
     def _wanted_routes(self) -> list[Route]:
         """The variables' route, then the table's by path; one whose path or service is taken is left out."""
-        wanted = [static_route(self.settings.proxy)]
+        wanted, left_out = [static_route(self.settings.proxy)], dict(self.table_left_out)
         for route in sorted(self.table_routes, key=lambda route: (route.path, route.service)):
             taken = next(
                 (w for w in wanted if {w.path, w.counted_as, w.service} & {route.path, route.counted_as}),
                 None,
             )
             if taken is not None:
-                problem = f"its path or name is {taken.service}'s already"
-                self._report(f"route {route.service!r}", "a route in the routing table is left out", problem)
+                left_out[repr(route.service)] = f"its path or name is {taken.service}'s already"
                 continue
             wanted.append(route)
+        self._report_all("route", left_out, "a route in the routing table is left out")
         return wanted
 
     async def _sync_routes(self) -> None:
-        """A route added or gone is a change of nginx's configuration: checked, then reloaded."""
+        """A route added or gone is a change of nginx's configuration: checked, then reloaded.
+
+        The tasks of the old and the new routes are pushed first: the new workers start
+        with the list pushed last (a reload keeps it), so a new route has its tasks from
+        its first request, while the old workers pass over a service they do not route.
+        The next sync pushes the new routes' tasks alone.
+        """
         wanted = self._wanted_routes()
         if wanted == self.routes:
             return
+        both = list(dict.fromkeys([*self.routes, *wanted]))
+        tasks = {**(self.tasks or {}), **await self._lookup(wanted)}
         try:
-            await self._apply_config(render(self.settings.proxy, wanted, await self._lookup(wanted)))
+            await self._push(backends(both, tasks))
+        except PushFailedError as error:
+            self._report("tasks", "nginx did not take the task list; keeping its current one", str(error))
+            return
+        self.problems.pop("tasks", None)
+        self.tasks = tasks
+        try:
+            await self._apply_config(render(self.settings.proxy, wanted, tasks))
         except ConfigRejectedError as error:
             self._report(
                 "config", "nginx refused the configuration of the new routes; keeping its own", str(error)
@@ -302,8 +325,7 @@ class UpstreamAgent:
             return
         self.problems.pop("config", None)
         log.info("routes updated", routes=[f"{route.path} {route.service}:{route.port}" for route in wanted])
-        # A reload keeps the task list pushed before: every route's tasks are pushed again.
-        self.routes, self.tasks = wanted, None
+        self.routes = wanted
 
     async def _lookup(self, routes: list[Route]) -> dict[str, list[str]]:
         """Every route's tasks; a route whose lookup failed keeps those nginx has."""
@@ -344,17 +366,15 @@ class UpstreamAgent:
 
     async def _sync_limits(self) -> None:
         """Push every route's rate limit: one task's capacity times the tasks nginx has."""
-        limits = []
+        limits, malformed = [], {}
         for route in self.routes:
             try:
                 self.capacities[route.counted_as] = capacity_of(self.table, (route.service, route.counted_as))
-                self.problems.pop(f"limit {route.counted_as}", None)
             except RoutesError as error:
-                self._report(
-                    f"limit {route.counted_as}", "a rate limit is malformed; keeping the last", str(error)
-                )
+                malformed[route.counted_as] = str(error)
             tasks = len((self.tasks or {}).get(route.counted_as, []))
             limits += limit_lines(route.counted_as, self.capacities.get(route.counted_as), tasks)
+        self._report_all("limit", malformed, "a rate limit is malformed; keeping the last")
         if limits == self.limits:
             return
         try:

@@ -205,7 +205,9 @@ class TestUpstreamAgent:
         dns = {"web": ["10.0.1.5"], "s_shop": ["10.0.2.9"]}
         outside.syncs(agent, [(dns, {"services": [shop]}), (None, None), (None, {"services": []})])
         assert [("location /shop/ {" in config) for config in outside.configs] == [True, False]
-        assert outside.pushed == [["web 10.0.1.5:8000", "shop 10.0.2.9:9000"], ["web 10.0.1.5:8000"]]
+        # Before each reload, the old and the new routes' tasks; after it, the new ones' alone.
+        both = ["web 10.0.1.5:8000", "shop 10.0.2.9:9000"]
+        assert outside.pushed == [both, both, ["web 10.0.1.5:8000"]]
         assert [route.path for route in agent.routes] == ["/api/"]
 
     def test_a_route_whose_path_or_name_is_taken_is_left_out_and_logged_once(self, tmp_path):
@@ -214,7 +216,10 @@ class TestUpstreamAgent:
         agent = outside.agent(tmp_path)
         with structlog.testing.capture_logs() as logs:
             outside.syncs(agent, [(None, {"services": [clash]}), (None, None)])
-        assert [entry["subject"] for entry in logs if entry["log_level"] == "error"] == ["route 's_api'"]
+            assert agent.problems == {"route 's_api'": "its path or name is web's already"}
+            outside.syncs(agent, [(None, {"services": []}), (None, {"services": [clash]})])
+        # Logged when it appeared, over when the clash went, logged again when it came back.
+        assert [entry["subject"] for entry in logs if entry["log_level"] == "error"] == ["route 's_api'"] * 2
         assert (outside.configs, [route.path for route in agent.routes]) == ([], ["/api/"])
 
     def test_a_configuration_nginx_refuses_keeps_the_routes_it_has(self, tmp_path):
