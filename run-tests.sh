@@ -16,10 +16,12 @@ python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
 # Unit tests check rendered configs with nginx -t and measure requests through a real nginx.
 command -v nginx >/dev/null || missing+=(nginx-light)
 [ -f /usr/lib/nginx/modules/ngx_http_lua_module.so ] || missing+=(libnginx-mod-http-lua)
+# Unit tests check monitoring/ with promtool, which comes with Prometheus.
+command -v promtool >/dev/null || missing+=(prometheus)
 if [ ${#missing[@]} -gt 0 ]; then
     say "installing ${missing[*]}"
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 if [ ! -x .venv/bin/pytest ]; then
