@@ -309,13 +309,8 @@ class UpstreamAgent:
             return
         both = list(dict.fromkeys([*self.routes, *wanted]))
         tasks = {**(self.tasks or {}), **await self._lookup(wanted)}
-        try:
-            await self._push(backends(both, tasks))
-        except PushFailedError as error:
-            self._report("tasks", "nginx did not take the task list; keeping its current one", str(error))
+        if not await self._push_tasks(both, tasks):
             return
-        self.problems.pop("tasks", None)
-        self.tasks = tasks
         try:
             await self._apply_config(render(self.settings.proxy, wanted, tasks))
         except ConfigRejectedError as error:
@@ -340,19 +335,24 @@ class UpstreamAgent:
                 found[route.counted_as] = (self.tasks or {}).get(route.counted_as, [])
         return found
 
+    async def _push_tasks(self, routes: list[Route], tasks: dict[str, list[str]]) -> bool:
+        """Whether nginx took the routes' tasks; if not, it keeps its own, and the next sync pushes again."""
+        try:
+            await self._push(backends(routes, tasks))
+        except PushFailedError as error:
+            self._report("tasks", "nginx did not take the task list; keeping its current one", str(error))
+            return False
+        self.problems.pop("tasks", None)
+        self.tasks = tasks
+        return True
+
     async def _sync_tasks(self) -> None:
         tasks = await self._lookup(self.routes)
         if tasks == self.tasks:
             return
         previous = self.tasks or {}
-        try:
-            await self._push(backends(self.routes, tasks))
-        except PushFailedError as error:
-            # nginx keeps the tasks it has; the list is pushed again at the next sync.
-            self._report("tasks", "nginx did not take the task list; keeping its current one", str(error))
+        if not await self._push_tasks(self.routes, tasks):
             return
-        self.problems.pop("tasks", None)
-        self.tasks = tasks
         for service, addresses in tasks.items():
             before = previous.get(service, [])
             if addresses != before:

@@ -18,10 +18,19 @@ local _M = {}
 local buckets = ngx.shared.entrypoint_rate
 local limits = {}
 
+-- Per service, its rate (requests per second) and burst (requests), from the pushed lines.
+local function parsed(text)
+    local found = {}
+    for service, rate, burst in string.gmatch(text or "", "(%S+) (%S+) (%S+)") do
+        found[service] = { rate = tonumber(rate), burst = tonumber(burst) }
+    end
+    return found
+end
+
 local function take(text)
     local fresh = {}
-    for service, rate, burst in string.gmatch(text, "(%S+) (%S+) (%S+)") do
-        fresh[service] = { interval = 1 / tonumber(rate), tolerance = tonumber(burst) / tonumber(rate) }
+    for service, limit in pairs(parsed(text)) do
+        fresh[service] = { interval = 1 / limit.rate, tolerance = limit.burst / limit.rate }
     end
     limits = fresh
 end
@@ -61,10 +70,9 @@ end
 -- The service's limit as pushed: rate (requests per second) and burst (requests); nil if none.
 function _M.limit(service)
     local _, text = configuration.rate_limits()
-    for name, rate, burst in string.gmatch(text or "", "(%S+) (%S+) (%S+)") do
-        if name == service then
-            return tonumber(rate), tonumber(burst)
-        end
+    local limit = parsed(text)[service]
+    if limit then
+        return limit.rate, limit.burst
     end
 end
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -49,6 +51,14 @@ def until_refused(client: httpx.Client, path: str) -> None:
         time.sleep(SYNC_INTERVAL)
 
 
+@contextmanager
+def dying_then_healthy(tmp_path: Path) -> Iterator[tuple[Proxy, int, int]]:
+    """nginx with two tasks pushed, in this order: one that answers 503 (dying), one that answers."""
+    with upstream_server(dying=True) as dying, upstream_server() as healthy, started(tmp_path, []) as proxy:
+        assert proxy.push([f"127.0.0.1:{dying}", f"127.0.0.1:{healthy}"]).status_code == 200
+        yield proxy, dying, healthy
+
+
 class TestBalancer:
     def test_requests_go_in_turn_to_every_pushed_task(self, tmp_path: Path) -> None:
         with upstream_server() as first, upstream_server() as second, started(tmp_path, []) as proxy:
@@ -81,21 +91,13 @@ class TestBalancer:
 
     def test_a_dying_tasks_503_is_retried_on_another_task(self, tmp_path: Path) -> None:
         with (
-            upstream_server(dying=True) as dying,
-            upstream_server() as healthy,
-            started(tmp_path, []) as proxy,
+            dying_then_healthy(tmp_path) as (proxy, _, healthy),
+            httpx.Client(base_url=proxy.entry) as client,
         ):
-            assert proxy.push([f"127.0.0.1:{dying}", f"127.0.0.1:{healthy}"]).status_code == 200
-            with httpx.Client(base_url=proxy.entry) as client:
-                until_answered_only_by(client, {healthy})
+            until_answered_only_by(client, {healthy})
 
     def test_a_post_that_reached_a_task_is_not_sent_again(self, tmp_path: Path) -> None:
-        with (
-            upstream_server(dying=True) as dying,
-            upstream_server() as healthy,
-            started(tmp_path, []) as proxy,
-        ):
-            assert proxy.push([f"127.0.0.1:{dying}", f"127.0.0.1:{healthy}"]).status_code == 200
+        with dying_then_healthy(tmp_path) as (proxy, dying, _):
             time.sleep(3 * SYNC_INTERVAL)
             with httpx.Client(base_url=proxy.entry) as client:
                 # A worker's first turn is the first task: the dying one, whose 503 is the client's.
