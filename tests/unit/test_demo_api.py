@@ -1,55 +1,11 @@
-import asyncio
-import csv
-import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from dataclasses import dataclass
 
 import httpx
 import pytest
-import uvicorn
 
-from demo_api.__main__ import failure_fraction, server, work_milliseconds
-from loadtest.__main__ import Outcome, main, parse_arguments, percentile, run_load, summarize
-
-
-@dataclass
-class Running:
-    url: str
-    server: uvicorn.Server
-    thread: threading.Thread
-
-    def stop(self) -> None:
-        """What SIGTERM does to the demo API."""
-        self.server.should_exit = True
-
-    def stopped(self) -> bool:
-        self.thread.join(timeout=10)  # a bound for a hang, far beyond a prompt exit
-        return not self.thread.is_alive()
-
-
-@contextmanager
-def running_demo() -> Iterator[Running]:
-    demo = server("127.0.0.1", 0, wait_workers=2)
-    thread = threading.Thread(target=demo.run, daemon=True)
-    thread.start()
-    while not demo.started:
-        time.sleep(0.01)
-    port = demo.servers[0].sockets[0].getsockname()[1]
-    running = Running(f"http://127.0.0.1:{port}", demo, thread)
-    try:
-        yield running
-    finally:
-        running.stop()
-        thread.join(timeout=30)
-
-
-@pytest.fixture
-def demo_api() -> Iterator[str]:
-    with running_demo() as running:
-        yield running.url
+from demo_api.__main__ import failure_fraction, work_milliseconds
+from tests.unit.demo import running_demo
 
 
 class TestDemoApi:
@@ -120,57 +76,3 @@ class TestGracefulShutdown:
             assert client.get(demo.url + "/api/health").status_code == 200
             demo.stop()
             assert demo.stopped()
-
-
-class TestSummarize:
-    def test_percentiles_are_nearest_rank(self):
-        values = [float(v) for v in range(1, 101)]
-        assert (percentile(values, 0.5), percentile(values, 0.95), percentile(values, 1.0)) == (50, 95, 100)
-
-    def test_counts_errors_and_statuses(self):
-        outcomes = [
-            Outcome(0.010, "200"),
-            Outcome(0.020, "200"),
-            Outcome(0.5, "503"),
-            Outcome(1.0, "ConnectError"),
-        ]
-        summary = summarize(outcomes, duration=2.0)
-        assert (summary.requests, summary.errors, summary.requests_per_second) == (4, 2, 2.0)
-        assert summary.statuses == {"200": 2, "503": 1, "ConnectError": 1}
-        assert summary.latency_ms["p50"] == 20.0
-
-
-class TestRunLoad:
-    def test_loads_a_real_server_and_stops_at_the_request_bound(self, demo_api):
-        outcomes, duration = asyncio.run(
-            run_load(demo_api + "/api/work?ms=1", users=4, duration=10, max_requests=40, request_timeout=5)
-        )
-        summary = summarize(outcomes, duration)
-        assert 40 <= summary.requests < 44  # each user may have one request in flight at the bound
-        assert summary.errors == 0
-
-    def test_the_record_has_every_request(self, demo_api, tmp_path):
-        started = time.time()
-        main(
-            [
-                "--target",
-                demo_api,
-                "--path",
-                "/api/work?ms=1",
-                "--max-requests",
-                "12",
-                "--record",
-                str(tmp_path / "r"),
-            ]
-        )
-        with (tmp_path / "r").open() as file:
-            rows = list(csv.DictReader(file))
-        assert 12 <= len(rows) < 22
-        assert all(row["status"] == "200" for row in rows)
-        assert all(started <= float(row["finished_at"]) <= time.time() for row in rows)
-        assert all(0 < float(row["latency_ms"]) < 5000 for row in rows)
-
-    @pytest.mark.parametrize("arguments", [["--users", "0"], ["--duration", "0"], ["--duration", "99999"]])
-    def test_unbounded_runs_are_refused(self, arguments):
-        with pytest.raises(SystemExit):
-            parse_arguments(arguments)
