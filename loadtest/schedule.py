@@ -4,7 +4,7 @@ The trace is the one the backtest reads (``timestamp,count`` per step). Time is
 compressed by ``speedup`` and the counts scaled so that the window's busiest step is
 sent at ``peak_rps``. Within a step requests are spaced evenly at that step's rate;
 the fraction of a request left at a step's end is carried into the next step, so the
-number sent up to any moment is the integral of the rate, rounded down.
+number sent before any moment is the integral of the rate up to it, rounded up.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ class Replay:
 
     def total(self) -> int:
         """Requests the whole replay sends."""
-        return math.floor(sum(rate * self.step_seconds for rate in self.rates) + 1e-9)
+        return math.ceil(sum(rate * self.step_seconds for rate in self.rates) - 1e-9)
 
 
 def replay_of(trace: Trace, speedup: float, peak_rps: float) -> Replay:
@@ -59,14 +59,15 @@ def replay_of(trace: Trace, speedup: float, peak_rps: float) -> Replay:
 def arrival_times(replay: Replay) -> Iterator[float]:
     """When to send each request, in seconds from the start, in order.
 
-    Request k (from 1) is sent when the integral of the rate reaches k.
+    Request j (from 0) is sent when the integral of the rate reaches j: a second at
+    rate r sends r requests, the first at its start.
     """
     sent_by = 0.0  # the integral of the rate up to the current step's start
     for index, rate in enumerate(replay.rates):
         start = index * replay.step_seconds
         sent_by_end = sent_by + rate * replay.step_seconds
-        k = math.floor(sent_by + 1e-9) + 1
-        while k <= sent_by_end + 1e-9:
-            yield start + (k - sent_by) / rate
-            k += 1
+        j = math.ceil(sent_by - 1e-9)
+        while j < sent_by_end - 1e-9:
+            yield start + max(0.0, j - sent_by) / rate
+            j += 1
         sent_by = sent_by_end

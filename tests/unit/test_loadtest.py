@@ -68,17 +68,17 @@ class TestArrivalTimes:
         replay = replay_of(trace([60, 60, 60]), speedup=60, peak_rps=10)
         times = list(arrival_times(replay))
         assert (replay.step_seconds, replay.duration, len(times)) == (1.0, 3.0, 30)
-        assert times == pytest.approx([0.1 * k for k in range(1, 31)])
+        assert times == pytest.approx([0.1 * k for k in range(30)])
 
     def test_each_step_sends_its_rate_and_the_peak_is_the_peak_rate(self):
         replay = replay_of(trace([10, 20, 5, 0, 20]), speedup=6, peak_rps=20)
         assert replay.rates == (10, 20, 5, 0, 20)
         times = list(arrival_times(replay))
-        per_step = [sum(1 for t in times if k * 10 < t <= (k + 1) * 10) for k in range(5)]
+        per_step = [sum(1 for t in times if k * 10 <= t < (k + 1) * 10) for k in range(5)]
         assert per_step == [100, 200, 50, 0, 200]
         assert times == sorted(times)
 
-    def test_requests_sent_by_any_moment_are_the_rate_integral_rounded_down(self):
+    def test_requests_sent_before_any_moment_are_the_rate_integral_rounded_up(self):
         replay = replay_of(trace([3, 7, 1, 9, 4, 0, 2]), speedup=37, peak_rps=13.7)
         times = list(arrival_times(replay))
         for moment in [x * replay.duration / 200 for x in range(201)]:
@@ -86,19 +86,20 @@ class TestArrivalTimes:
                 rate * min(max(moment - k * replay.step_seconds, 0), replay.step_seconds)
                 for k, rate in enumerate(replay.rates)
             )
-            assert sum(1 for t in times if t <= moment + 1e-9) == math.floor(integral + 1e-9)
+            expected = min(math.ceil(integral - 1e-9), replay.total())
+            assert sum(1 for t in times if t < moment - 1e-9) == expected
         assert len(times) == replay.total()
 
     def test_fractions_of_a_request_carry_over_steps(self):
         replay = Replay(step_seconds=1.0, rates=(0.25,) * 8)
-        assert list(arrival_times(replay)) == pytest.approx([4.0, 8.0])
+        assert list(arrival_times(replay)) == pytest.approx([0.0, 4.0])
 
     def test_a_missing_minute_sends_nothing(self):
         minutes = ["00:00", "00:01", "00:03", "00:04"]
         replay = replay_of(from_rows([(f"2026-01-01 {m}:00", "60") for m in minutes]), speedup=60, peak_rps=5)
         times = list(arrival_times(replay))
         assert replay.rates == (5, 5, 0, 5, 5)
-        assert not [t for t in times if 2 < t <= 3]
+        assert not [t for t in times if 2 <= t < 3]
         assert len(times) == 20
 
     @pytest.mark.parametrize(
@@ -126,9 +127,14 @@ class TestOpenLoop:
     def test_requests_leave_at_their_times(self):
         clock, sent = VirtualClock(), []
         run = Run(clock, clock.now())
-        times = list(arrival_times(replay_of(trace([6, 12, 3]), speedup=60, peak_rps=12)))
+        replay = replay_of(trace([6, 12, 3, 0, 9]), speedup=30, peak_rps=12)  # 2 s a minute
+        times = list(arrival_times(replay))
         clock.run(open_loop(run, instant(clock, sent), times, max_in_flight=100))
         assert sent == pytest.approx(times)
+        # Each second sends what its minute of the trace asks for, scaled to 12 at the peak.
+        rows = per_second(run.outcomes, 10, [], scheduled=replay.rate_at)
+        assert [row.sent for row in rows] == [6, 6, 12, 12, 3, 3, 0, 0, 9, 9]
+        assert [row.scheduled for row in rows] == [6, 6, 12, 12, 3, 3, 0, 0, 9, 9]
         assert [o.sent_at for o in run.outcomes] == pytest.approx(times)
         assert (run.late, run.not_sent) == (0, 0)
 
