@@ -249,6 +249,10 @@ async def _wait_scale_down(watch: ReplicaWatch, load_seconds: float, most_second
         await asyncio.sleep(1)
 
 
+def seconds(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
+
+
 def report_of(arguments: argparse.Namespace, url: str, result: Result) -> dict[str, Any]:
     run, samples = result.run, result.watch.samples
     report: dict[str, Any] = {"target": url, **asdict(summarize(run.outcomes, result.load_seconds))}
@@ -272,8 +276,8 @@ def report_of(arguments: argparse.Namespace, url: str, result: Result) -> dict[s
         "service": arguments.service,
         "at_start": samples[0].desired if samples else None,
         "most": scaling.most,
-        "reached_most_after_seconds": scaling.reached_most_at,
-        "back_after_load_seconds": scaling.back_at,
+        "reached_most_after_seconds": seconds(scaling.reached_most_at),
+        "back_after_load_seconds": seconds(scaling.back_at),
     }
     if arguments.profile:
         failures = unmet(PROFILES[arguments.profile], scaling, arguments.wait_scale_down)

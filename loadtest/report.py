@@ -133,6 +133,7 @@ def plot(path: Path, rows: Sequence[Second], title: str) -> None:
 
         mpl.use("Agg")
         import matplotlib.pyplot as plt  # noqa: PLC0415 - as above
+        from matplotlib import ticker  # noqa: PLC0415 - as above
     except ImportError:
         raise SystemExit("a picture needs matplotlib: pip install 'swarm-autoscaler[plot]'") from None
 
@@ -148,13 +149,19 @@ def plot(path: Path, rows: Sequence[Second], title: str) -> None:
     load.set_ylabel("requests / s")
     load.legend(loc="upper left", fontsize="small")
     load.set_title(title)
-    for name, color in (("p50_ms", "tab:green"), ("p95_ms", "tab:orange"), ("p99_ms", "tab:red")):
+    # Drawn from the highest down, so that a percentile equal to the one above it still shows.
+    for name, color in (("p99_ms", "tab:red"), ("p95_ms", "tab:orange"), ("p50_ms", "tab:green")):
         latency.plot(seconds, column(name), color=color, linewidth=0.8, label=name.removesuffix("_ms"))
     latency.set_yscale("log")
-    latency.set_ylabel("latency (ms)")
+    latency.yaxis.set_major_formatter(ticker.ScalarFormatter())
+    latency.yaxis.set_minor_formatter(ticker.NullFormatter())
+    latency.set_ylabel("latency (ms), per second")
     latency.legend(loc="upper left", fontsize="small")
-    replicas.step(seconds, column("desired_replicas"), where="post", color="black", label="set")
-    replicas.step(seconds, column("replicas"), where="post", color="tab:blue", label="ready")
+    ready, desired = column("replicas"), column("desired_replicas")
+    replicas.step(seconds, ready, where="post", color="tab:blue", linewidth=2.5, label="ready")
+    replicas.step(seconds, desired, where="post", color="black", linestyle="--", label="set")
+    replicas.set_ylim(bottom=0, top=max([1.0, *(n for n in ready + desired if not math.isnan(n))]) + 1)
+    replicas.yaxis.set_major_locator(ticker.MaxNLocator(integer=True))
     replicas.set_ylabel("replicas")
     replicas.set_xlabel("seconds")
     replicas.legend(loc="upper left", fontsize="small")

@@ -105,6 +105,8 @@ def live_line(run: Run, total: float, replicas: ReplicaSample | None) -> str:
     ]
     if run.late:
         parts.append(f"late {run.late}")
+    if elapsed > total + 1:
+        parts[0] = f"{elapsed:5.0f} s, load over"
     return "  ".join(parts)
 
 
