@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Deploy the autoscaling stack on this machine, or update it in place.
 #
-#   ./deploy-autoscaling.sh          install Docker if needed, build, deploy, wait, print endpoints
-#   ./deploy-autoscaling.sh --down   remove the stack
+#   ./deploy-autoscaling.sh                    install Docker if needed, build, deploy, wait, print endpoints
+#   ./deploy-autoscaling.sh --with-monitoring  the same, with a Prometheus server and its alert rules
+#   ./deploy-autoscaling.sh --down             remove the stack
 #
 # Runs as root on a Debian machine. Every variable documented in README.md that is
 # set in the environment reaches the services.
@@ -113,6 +114,29 @@ build_image() {
     echo "$image"
 }
 
+# Prometheus from Debian's package, unpacked here: no registry has an image for us.
+build_prometheus_image() {
+    local base="$1" version image
+    version=$(apt-cache policy prometheus 2>/dev/null | awk '/Candidate:/ { print $2 }')
+    if [ -z "$version" ] || [ "$version" = "(none)" ]; then
+        apt-get update -qq
+        version=$(apt-cache policy prometheus | awk '/Candidate:/ { print $2 }')
+    fi
+    image="swarm-autoscaler-prometheus:$({ echo "$version $base"; cat monitoring/Dockerfile monitoring/prometheus.yml monitoring/alerts.yml; } | sha256sum | cut -c1-12)"
+    if docker image inspect "$image" >/dev/null 2>&1; then
+        say "image $image is up to date"
+    else
+        say "building $image (Prometheus $version) on $base"
+        # A context of its own: the app image's context stays small.
+        rm -rf build/prometheus && mkdir -p build/prometheus/package
+        (cd build/prometheus && apt-get download -q -o APT::Sandbox::User=root "prometheus=$version" >/dev/null)
+        dpkg-deb -x build/prometheus/prometheus_*.deb build/prometheus/package
+        cp monitoring/prometheus.yml monitoring/alerts.yml build/prometheus/
+        docker build -q --build-arg "BASE_IMAGE=$base" -f monitoring/Dockerfile -t "$image" build/prometheus >/dev/null
+    fi
+    echo "$image"
+}
+
 # Task ids of the stack now running, one per line, sorted.
 running_tasks() {
     docker stack ps "$STACK_NAME" --filter desired-state=running --format '{{.ID}} {{.CurrentState}}' \
@@ -158,6 +182,11 @@ except urllib.error.HTTPError:
 PY
 }
 
+all_answer() {
+    local url
+    for url in "$@"; do answers "$url" || return 1; done
+}
+
 # Every service has run all its tasks, the same tasks, for STABLE_SECONDS, and the
 # autoscaler and collector answer on /health. A crash-looping daemon never passes: its
 # task keeps being replaced.
@@ -165,6 +194,9 @@ wait_stable() {
     say "waiting for every service to run its tasks stably for ${STABLE_SECONDS}s"
     local deadline=$((SECONDS + CONVERGE_TIMEOUT)) failure pending before after
     local health=("http://127.0.0.1:${AUTOSCALER_PORT:-8080}/health" "http://127.0.0.1:${COLLECTOR_PORT:-8090}/health")
+    if [ -n "$WITH_MONITORING" ]; then
+        health+=("http://127.0.0.1:${PROMETHEUS_PORT:-9090}/-/ready")
+    fi
     while :; do
         if failure=$(configuration_failure); then
             say "error: a daemon exited on its configuration:"
@@ -175,7 +207,7 @@ wait_stable() {
             before=$(running_tasks)
             sleep "$STABLE_SECONDS"
             after=$(running_tasks)
-            if [ "$before" = "$after" ] && converged >/dev/null && answers "${health[0]}" && answers "${health[1]}"; then
+            if [ "$before" = "$after" ] && converged >/dev/null && all_answer "${health[@]}"; then
                 return
             fi
             pending="tasks restarted or /health not answering"
@@ -193,13 +225,19 @@ deploy() {
     ensure_swarm
     APP_IMAGE=$(build_image)
     export APP_IMAGE
+    local files=(-c stack.yml)
+    if [ -n "$WITH_MONITORING" ]; then
+        PROMETHEUS_IMAGE=$(build_prometheus_image "$(choose_base_image)")
+        export PROMETHEUS_IMAGE
+        files+=(-c stack.monitoring.yml)
+    fi
     # This autoscaler acts on this stack's services only, unless AUTOSCALER_SCOPE says
     # otherwise (set it empty to act on every labelled service in the swarm).
     export AUTOSCALER_SCOPE=${AUTOSCALER_SCOPE-$STACK_NAME}
     say "deploying stack $STACK_NAME with $APP_IMAGE"
     mapfile -t TASKS_BEFORE < <(docker stack ps -q "$STACK_NAME" 2>/dev/null || true)
     # The image is local: asking a registry for it only prints warnings.
-    docker stack deploy --prune --resolve-image never -c stack.yml "$STACK_NAME" >/dev/null
+    docker stack deploy --prune --resolve-image never "${files[@]}" "$STACK_NAME" >/dev/null
     wait_stable
     cat <<ENDPOINTS
 Stack $STACK_NAME is up.
@@ -208,6 +246,9 @@ Stack $STACK_NAME is up.
   autoscaler                http://127.0.0.1:${AUTOSCALER_PORT:-8080}/status  /health  /metrics
   metrics collector         http://127.0.0.1:${COLLECTOR_PORT:-8090}/v1/services  /health  /metrics
 ENDPOINTS
+    if [ -n "$WITH_MONITORING" ]; then
+        echo "  Prometheus                http://127.0.0.1:${PROMETHEUS_PORT:-9090}/alerts  /targets  /api/v1/"
+    fi
 }
 
 down() {
@@ -227,9 +268,11 @@ down() {
     die "stack $STACK_NAME still has containers or networks after 60s"
 }
 
+WITH_MONITORING=
 case "${1:-}" in
     "") deploy ;;
+    --with-monitoring) WITH_MONITORING=1; deploy ;;
     --down) down ;;
-    -h|--help) sed -n '2,9p' "$0" ;;
-    *) die "unknown argument $1 (use --down or nothing)" ;;
+    -h|--help) sed -n '2,10p' "$0" ;;
+    *) die "unknown argument $1 (use --with-monitoring, --down or nothing)" ;;
 esac
