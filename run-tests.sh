@@ -37,7 +37,8 @@ say "mypy --strict"
 .venv/bin/mypy
 say "pytest"
 # Written by the end-to-end tests of this run only.
-reports=(build/e2e-report.json build/e2e-operations.json build/e2e-request-metrics.json build/e2e-zero-drop.json)
+reports=(build/e2e-report.json build/e2e-operations.json build/e2e-request-metrics.json build/e2e-zero-drop.json
+    build/e2e-monitoring.json)
 rm -f "${reports[@]}"
 status=0
 .venv/bin/pytest "$@" || status=$?

@@ -29,11 +29,29 @@ def _wait_healthy(url: str, timeout: float) -> None:
     pytest.fail(f"{url} not healthy after {timeout:.0f}s: {last}")
 
 
+def remove_volume(volume: str) -> None:
+    """--down keeps Prometheus' samples for an operator; a test run starts from none.
+
+    The volume is in use until Docker has removed the stopped containers of the stack.
+    """
+    for _ in range(60):
+        if (
+            subprocess.run(["docker", "volume", "rm", volume], capture_output=True, check=False).returncode
+            == 0
+        ):
+            return
+        if subprocess.run(
+            ["docker", "volume", "inspect", volume], capture_output=True, check=False
+        ).returncode:
+            return  # there is none
+        time.sleep(1)
+
+
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Stack]:
     environment = {**os.environ, "STACK_NAME": STACK, **SETTINGS, **{k: str(v) for k, v in PORTS.items()}}
     script = ROOT / "deploy-autoscaling.sh"
-    subprocess.run([str(script)], env=environment, check=True, timeout=900)
+    subprocess.run([str(script), "--with-monitoring"], env=environment, check=True, timeout=900)
     client = docker.from_env()
     deployed = Stack(
         name=STACK,
@@ -41,6 +59,7 @@ def stack() -> Iterator[Stack]:
         entry_metrics=f"http://127.0.0.1:{PORTS['ENTRYPOINT_METRICS_PORT']}/metrics",
         autoscaler=f"http://127.0.0.1:{PORTS['AUTOSCALER_PORT']}",
         collector=f"http://127.0.0.1:{PORTS['COLLECTOR_PORT']}",
+        prometheus=f"http://127.0.0.1:{PORTS['PROMETHEUS_PORT']}",
         settings=SETTINGS,
         docker=client,
     )
@@ -50,4 +69,5 @@ def stack() -> Iterator[Stack]:
         yield deployed
     finally:
         subprocess.run([str(script), "--down"], env=environment, check=False, timeout=180)
+        remove_volume(f"{STACK}_prometheus-data")
         client.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
@@ -23,6 +24,7 @@ PORTS = {
     "AUTOSCALER_PORT": 18081,
     "COLLECTOR_PORT": 18090,
     "ENTRYPOINT_METRICS_PORT": 18091,
+    "PROMETHEUS_PORT": 18092,
 }
 # Short intervals, so that a scale-up and the way back fit in a few minutes.
 SETTINGS = {
@@ -46,6 +48,7 @@ class Stack:
     """URL of the entry point's request counters."""
     autoscaler: str
     collector: str
+    prometheus: str
     settings: dict[str, str]
     docker: docker.DockerClient
 
@@ -53,10 +56,17 @@ class Stack:
         return f"{self.name}_{short_name}"
 
 
+def keep(report: Path, **figures: object) -> None:
+    """Add what a test measured to the run's report file (run-tests.sh prints it)."""
+    known = json.loads(report.read_text()) if report.exists() else {}
+    report.parent.mkdir(exist_ok=True)
+    report.write_text(json.dumps({**known, **figures}, indent=2) + "\n")
+
+
 def start_load(stack: Stack, users: int, path: str, duration: int = 300) -> subprocess.Popen[str]:
     """The project's load generator against the stack's entry point, in the background."""
     command = [sys.executable, "-m", "loadtest", "--target", stack.entry, "--users", str(users)]
-    command += ["--duration", str(duration), "--path", path, "--json"]
+    command += ["--duration", str(duration), "--path", path, "--json", "--autoscaler", stack.autoscaler]
     return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
 
 

@@ -8,7 +8,7 @@ and the entry point goes back to its one route.
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import httpx
 import pytest
@@ -22,7 +22,10 @@ ROUTED, REFUSED = "shop", "injected"
 INJECTION = "/x/ { return 200 'x'; } location /y/"
 
 
-def create(stack: Stack, name: str, labels: dict[str, str], replicas: int) -> None:
+def create(
+    stack: Stack, name: str, labels: dict[str, str], replicas: int, options: Sequence[str] = ()
+) -> None:
+    """A demo API service in the stack's scope and on its network; ``options`` for docker service create."""
     image = stack.docker.api.inspect_service(stack.service("demo-api"))["Spec"]["TaskTemplate"][
         "ContainerSpec"
     ]
@@ -30,7 +33,7 @@ def create(stack: Stack, name: str, labels: dict[str, str], replicas: int) -> No
     command += ["--network", f"{stack.name}_backend", "--replicas", str(replicas)]
     labels = {"com.docker.stack.namespace": stack.name, **labels}
     command += [option for key, value in labels.items() for option in ("--label", f"{key}={value}")]
-    command += [image["Image"].split("@")[0], "python", "-m", "demo_api"]
+    command += [*options, image["Image"].split("@")[0], "python", "-m", "demo_api"]
     subprocess.run(command, check=True, capture_output=True, timeout=60)
 
 

@@ -17,7 +17,7 @@ import docker.errors
 import httpx
 import pytest
 
-from tests.e2e.support import PORTS, ROOT, SETTINGS, STACK, Background, Stack, start_load, stop_load
+from tests.e2e.support import PORTS, ROOT, SETTINGS, STACK, Background, Stack, keep, start_load, stop_load
 from tests.e2e.test_stack import Snapshot, Watch, replica_changes
 
 pytestmark = pytest.mark.e2e
@@ -34,12 +34,8 @@ MEASURED = ROOT / "build" / "e2e-operations.json"
 
 
 def record(**figures: float) -> None:
-    """Keep what a test measured for the run's report (run-tests.sh prints it)."""
-    known = json.loads(MEASURED.read_text()) if MEASURED.exists() else {}
-    MEASURED.parent.mkdir(exist_ok=True)
-    MEASURED.write_text(
-        json.dumps({**known, **{k: round(v, 1) for k, v in figures.items()}}, indent=2) + "\n"
-    )
+    """Keep what a test measured for the run's report, to a tenth."""
+    keep(MEASURED, **{k: round(v, 1) for k, v in figures.items()})
 
 
 def status(stack: Stack) -> dict:

@@ -8,7 +8,6 @@ schedule, so that ten whole cycles fit in a few minutes whatever the load.
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import subprocess
 import time
@@ -18,7 +17,7 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 
-from tests.e2e.support import ROOT, Background, Stack, wait_until
+from tests.e2e.support import ROOT, Background, Stack, keep, wait_until
 from tests.e2e.test_stack import running_task_addresses, spec_replicas, upstream
 from tests.e2e.test_stack_operations import label
 
@@ -118,9 +117,7 @@ def summary(load: Load, steady: tuple[float, float], scaling: tuple[float, float
 
 
 def report(**figures: object) -> None:
-    known = json.loads(REPORT.read_text()) if REPORT.exists() else {}
-    REPORT.parent.mkdir(exist_ok=True)
-    REPORT.write_text(json.dumps({**known, **figures}, indent=2) + "\n")
+    keep(REPORT, **figures)
 
 
 class TestZeroDrop:
