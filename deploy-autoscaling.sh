@@ -182,13 +182,14 @@ except urllib.error.HTTPError:
 PY
 }
 
+# Each URL given answers (see answers).
 all_answer() {
     local url
     for url in "$@"; do answers "$url" || return 1; done
 }
 
 # Every service has run all its tasks, the same tasks, for STABLE_SECONDS, and the
-# autoscaler and collector answer on /health. A crash-looping daemon never passes: its
+# autoscaler and collector answer on /health (and Prometheus on /-/ready, if deployed). A crash-looping daemon never passes: its
 # task keeps being replaced.
 wait_stable() {
     say "waiting for every service to run its tasks stably for ${STABLE_SECONDS}s"
