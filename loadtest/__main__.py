@@ -253,9 +253,9 @@ def seconds(value: float | None) -> float | None:
     return None if value is None else round(value, 1)
 
 
-def report_of(arguments: argparse.Namespace, url: str, result: Result) -> dict[str, Any]:
+def report_of(arguments: argparse.Namespace, url: str, result: Result, summary: Summary) -> dict[str, Any]:
     run, samples = result.run, result.watch.samples
-    report: dict[str, Any] = {"target": url, **asdict(summarize(run.outcomes, result.load_seconds))}
+    report: dict[str, Any] = {"target": url, **asdict(summary)}
     if arguments.schedule is not None:
         report["replay"] = {
             "trace": str(arguments.replay),
@@ -315,14 +315,15 @@ def main(argv: list[str] | None = None) -> int:
     result = asyncio.run(execute(arguments, url))
     if arguments.record is not None:
         write_record(result.run.outcomes, arguments.record)
-    report = report_of(arguments, url, result)
+    summary = summarize(result.run.outcomes, result.load_seconds)
+    report = report_of(arguments, url, result, summary)
     if arguments.out is not None:
         write_out(arguments.out, arguments, result, report)
     if arguments.json:
         print(json.dumps(report, indent=2))
     else:
         load = "replay" if arguments.schedule else f"{arguments.users} users"
-        print(render_table(summarize(result.run.outcomes, result.load_seconds), url, load))
+        print(render_table(summary, url, load))
         replicas = report["replicas"]
         print(f"replicas      most {replicas['most']} (after {replicas['reached_most_after_seconds']} s)")
         if "profile" in report:

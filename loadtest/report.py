@@ -12,13 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from loadtest.profiles import ReplicaSample
-from loadtest.senders import Outcome
+from loadtest.senders import Outcome, succeeded
 
 PER_SECOND_FILE, SUMMARY_FILE, PLOT_FILE = "per_second.csv", "summary.json", "load.png"
-
-
-def ok(status: str) -> bool:
-    return status.startswith(("2", "3"))
 
 
 def percentile(sorted_values: Sequence[float], fraction: float) -> float:
@@ -44,7 +40,7 @@ def summarize(outcomes: Sequence[Outcome], duration: float) -> Summary:
     statuses = Counter(o.status for o in outcomes)
     return Summary(
         requests=len(outcomes),
-        errors=sum(count for status, count in statuses.items() if not ok(status)),
+        errors=sum(count for status, count in statuses.items() if not succeeded(status)),
         duration_seconds=round(duration, 3),
         requests_per_second=round(len(outcomes) / duration, 2) if duration > 0 else 0.0,
         latency_ms={
@@ -86,7 +82,7 @@ def per_second(
     for outcome in outcomes:
         second = math.floor(outcome.sent_at)
         latencies[second].append(outcome.latency * 1000)
-        failed[second] += not ok(outcome.status)
+        failed[second] += not succeeded(outcome.status)
     rows, index, latest = [], 0, None
     for second in range(seconds):
         while index < len(replicas) and replicas[index].elapsed < second + 1:

@@ -20,6 +20,12 @@ from typing import Protocol
 Send = Callable[[], Awaitable[str]]
 """Sends one request and returns its HTTP status code, or the name of the error when none came."""
 
+
+def succeeded(status: str) -> bool:
+    """A 2xx or 3xx answer; anything else, an error status or no answer, is an error."""
+    return status.startswith(("2", "3"))
+
+
 LATE_SECONDS = 0.1
 """An open-loop request sent later than this after its time counts as late."""
 
@@ -65,6 +71,8 @@ class Run:
     """Open loop: the most seconds a request was sent after its time."""
     not_sent: int = 0
     """Open loop: requests not sent because ``max_in_flight`` were still unanswered."""
+    errors: int = 0
+    """Outcomes so far that did not succeed."""
 
     def elapsed(self) -> float:
         return self.clock.now() - self.started
@@ -79,7 +87,12 @@ class Run:
             status = await send()
         finally:
             self.in_flight -= 1
-        self.outcomes.append(Outcome(self.elapsed() - sent_at, status, time.time(), sent_at))
+        self.record(Outcome(self.elapsed() - sent_at, status, time.time(), sent_at))
+
+    def record(self, outcome: Outcome) -> None:
+        """Keep an outcome; outcomes are kept in the order they ended."""
+        self.outcomes.append(outcome)
+        self.errors += not succeeded(outcome.status)
 
     async def send(self, send: Send) -> None:
         await self.complete(send, self.start())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -88,9 +89,12 @@ class ReplicaWatch:
 def live_line(run: Run, total: float, replicas: ReplicaSample | None) -> str:
     """Elapsed of total, the rate and latencies over the last seconds, errors so far, replicas."""
     elapsed = run.elapsed()
-    recent = sorted(o.latency * 1000 for o in run.outcomes if o.sent_at + o.latency >= elapsed - LIVE_WINDOW)
+    # Outcomes are kept in the order they ended: only the newest are read, not the whole run.
+    ended = itertools.takewhile(
+        lambda o: o.sent_at + o.latency >= elapsed - LIVE_WINDOW, reversed(run.outcomes)
+    )
+    recent = sorted(o.latency * 1000 for o in ended)
     window = min(LIVE_WINDOW, elapsed) or 1.0
-    errors = sum(1 for o in run.outcomes if not o.status.startswith(("2", "3")))
     shown = "-"
     if replicas is not None:
         shown = f"{replicas.ready if replicas.ready is not None else '?'}/{replicas.desired}"
@@ -99,7 +103,7 @@ def live_line(run: Run, total: float, replicas: ReplicaSample | None) -> str:
         f"{len(recent) / window:6.1f} req/s",
         f"p50 {percentile(recent, 0.5):6.0f} ms",
         f"p95 {percentile(recent, 0.95):6.0f} ms",
-        f"errors {errors}",
+        f"errors {run.errors}",
         f"in flight {run.in_flight}",
         f"replicas {shown}",
     ]

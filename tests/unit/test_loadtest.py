@@ -320,7 +320,8 @@ class TestReplicaWatch:
         clock = VirtualClock()
         clock.time = 12.0
         run = Run(clock, 0.0)
-        run.outcomes = [Outcome(0.05, "200", sent_at=9.0), Outcome(0.2, "503", sent_at=10.0)]
+        run.record(Outcome(0.05, "200", sent_at=9.0))
+        run.record(Outcome(0.2, "503", sent_at=10.0))
         run.in_flight = 3
         line = live_line(run, 60, ReplicaSample(11, 4, 3))
         expected = "12/60 s 0.4 req/s p50 50 ms p95 200 ms errors 1 in flight 3 replicas 3/4"
