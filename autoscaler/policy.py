@@ -35,7 +35,7 @@ POLICY_VARIABLES: dict[str, str] = {
     "MIN_REPLICAS": "2",
     "MAX_REPLICAS": "10",
     "COOLDOWN_PERIOD": "120",
-    "SCALE_UP_COOLDOWN": "",
+    "SCALE_UP_COOLDOWN": "0",
     "SCALE_DOWN_COOLDOWN": "",
     "SCALE_DOWN_STABILIZATION": "300",
     "SCALE_UP_LIMIT_REPLICAS": "4",
@@ -238,7 +238,8 @@ def _rate(source: Mapping[str, str], direction: str) -> RateLimit:
 def _behaviour(source: Mapping[str, str]) -> Behaviour:
     cooldown = _number(source, "COOLDOWN_PERIOD")
     return Behaviour(
-        scale_up_cooldown=_number(source, "SCALE_UP_COOLDOWN", cooldown),
+        # A scale-up waits for the replicas it added to serve (see core.decide), not for a clock.
+        scale_up_cooldown=_number(source, "SCALE_UP_COOLDOWN"),
         scale_down_cooldown=_number(source, "SCALE_DOWN_COOLDOWN", cooldown),
         scale_down_stabilization=_number(source, "SCALE_DOWN_STABILIZATION"),
         scale_up_rate=_rate(source, "UP"),

@@ -180,6 +180,23 @@ def _cooldown_left(policy: Policy, state: ServiceState, now: float, current: int
     return left if left > COOLDOWN_SLACK else 0.0
 
 
+def _starting(policy: Policy, state: ServiceState, observation: Observation, now: float) -> int:
+    """Replicas of the spec that do not serve yet, while a scale-up still waits for them.
+
+    After the autoscaler's own change, the next scale-up waits for evidence rather than
+    for a clock: until every replica of the spec runs and is measured, so that the
+    metrics it decides on include the replicas it added. It waits at most the time a
+    replica needs to start (``startup_time``): one that is not ready by then (no room on
+    any node, a failing image) is not waited for any longer.
+    """
+    ready = observation.ready_replicas
+    if ready is None or state.last_scaled_at is None:
+        return 0
+    if now - state.last_scaled_at > policy.forecasting.startup_time - COOLDOWN_SLACK:
+        return 0
+    return max(0, observation.current_replicas - ready)
+
+
 def _incomplete(observation: Observation, policy: Policy, readings: Readings) -> list[str]:
     """What the metrics leave unsaid, for the decision's message."""
     notes = []
@@ -267,9 +284,13 @@ def decide(observation: Observation, policy: Policy, state: ServiceState, now: f
     else:
         desired = apply("rate_limit", desired, _rate_limited(policy, changes, now, current, desired))
         left = _cooldown_left(policy, state, now, current, desired)
+        starting = _starting(policy, state, observation, now) if desired > current else 0
         if left > 0:
             cooldown_remaining = math.ceil(left * 10) / 10
             desired = apply("cooldown", desired, current)
+        elif starting:
+            notes.append(f"{starting} of {current} replicas not serving yet")
+            desired = apply("replicas_starting", desired, current)
     desired = apply("max_replicas", desired, min(desired, policy.max_replicas))
     desired = apply("min_replicas", desired, max(desired, policy.min_replicas))
     return Decision(

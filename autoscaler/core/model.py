@@ -9,7 +9,14 @@ from autoscaler.core.forecast import Forecaster
 
 Action = Literal["scale_up", "scale_down", "none"]
 Limit = Literal[
-    "paused", "missing_metrics", "stabilization", "rate_limit", "cooldown", "min_replicas", "max_replicas"
+    "paused",
+    "missing_metrics",
+    "stabilization",
+    "rate_limit",
+    "cooldown",
+    "replicas_starting",
+    "min_replicas",
+    "max_replicas",
 ]
 Metric = Literal["cpu", "memory", "latency", "errors", "rps"]
 METRICS: tuple[Metric, ...] = ("cpu", "memory", "latency", "errors", "rps")
@@ -62,7 +69,7 @@ class Behaviour:
     """Limits every algorithm's recommendation goes through, as Kubernetes' HPA behaviour."""
 
     scale_up_cooldown: float
-    """Seconds after any change to the service before it may grow."""
+    """Seconds after the autoscaler's own change before the service may grow; 0 unless set."""
     scale_down_cooldown: float
     """Seconds after any change to the service before it may shrink."""
     scale_down_stabilization: float
@@ -78,7 +85,7 @@ class Forecasting:
     """How the predictive algorithm forecasts."""
 
     startup_time: float
-    """Seconds from a scale-up decision until the new replica serves."""
+    """Seconds from a scale-up decision until the new replica serves; the longest a scale-up waits for it."""
     check_interval: float
     """Seconds between two decisions."""
     season: float

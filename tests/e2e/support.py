@@ -30,6 +30,8 @@ PORTS = {
 SETTINGS = {
     "CHECK_INTERVAL": "5",
     "COOLDOWN_PERIOD": "15",
+    # An explicit scale-up cooldown, so that the tests see one kept across an autoscaler's restart.
+    "SCALE_UP_COOLDOWN": "15",
     "SCALE_DOWN_STABILIZATION": "20",
     "SAMPLE_INTERVAL": "2",
     "METRICS_WINDOW": "10",

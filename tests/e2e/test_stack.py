@@ -239,7 +239,7 @@ class TestDaemons:
 
 class TestScaling:
     def test_scales_up_under_load_and_back_down(self, stack: Stack) -> None:
-        cooldown = float(stack.settings["COOLDOWN_PERIOD"])
+        cooldown = min(float(stack.settings[name]) for name in ("COOLDOWN_PERIOD", "SCALE_UP_COOLDOWN"))
         minimum, maximum = int(stack.settings["MIN_REPLICAS"]), int(stack.settings["MAX_REPLICAS"])
         with Watch(stack) as watch:
             watch.wait_for("the initial two tasks", lambda s: s.replicas == minimum and s.settled, 60)

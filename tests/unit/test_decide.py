@@ -236,9 +236,12 @@ class TestCooldown:
         assert decision.desired_replicas == desired
         assert decision.reason.cooldown_remaining == remaining
 
-    def test_cooldown_period_sets_both(self):
+    def test_cooldown_period_is_the_way_down_and_the_way_up_has_none_unless_set(self):
+        """COOLDOWN_PERIOD is the scale-down cooldown; a scale-up cooldown is only one set explicitly."""
         chosen = parse_policy({"COOLDOWN_PERIOD": "45"})
-        assert (chosen.behaviour.scale_up_cooldown, chosen.behaviour.scale_down_cooldown) == (45, 45)
+        assert (chosen.behaviour.scale_up_cooldown, chosen.behaviour.scale_down_cooldown) == (0, 45)
+        explicit = parse_policy({"COOLDOWN_PERIOD": "45", "SCALE_UP_COOLDOWN": "20"})
+        assert explicit.behaviour.scale_up_cooldown == 20
 
 
 class TestStabilization:
@@ -535,20 +538,100 @@ class TestTolerance:
 
 class TestCooldownOverTime:
     def test_no_two_changes_closer_than_the_cooldown(self):
-        chosen = policy(COOLDOWN_PERIOD="60")
+        chosen = policy(SCALE_UP_COOLDOWN="60")
         trail, _ = run(chosen, every(5, 600, **HIGH), 2)
         times = [at for at, _, _ in changes_of(trail)]
         assert times[:4] == [0, 60, 120, 180]
 
     def test_a_cooldown_ending_just_after_the_check_does_not_cost_a_check(self):
-        chosen = policy(COOLDOWN_PERIOD="15")
+        chosen = policy(SCALE_UP_COOLDOWN="15")
         trail, _ = run(chosen, [(0, HIGH), (14.99, HIGH)], 2)
         assert [after for _, _, after, _ in trail] == [3, 4]
 
     def test_the_cooldown_left_is_never_shown_as_zero(self):
-        chosen = policy(COOLDOWN_PERIOD="15")
+        chosen = policy(SCALE_UP_COOLDOWN="15")
         trail, _ = run(chosen, [(0, HIGH), (14.4, HIGH)], 2)
         assert trail[1][3].reason.cooldown_remaining == 0.6
+
+
+def starting_up(chosen, load, start_delay, checks, interval=30.0, replicas=2):
+    """Checks every ``interval`` s of a service whose added replicas serve ``start_delay`` s later.
+
+    ``load`` is the CPU work in replicas' worth at 100 %, spread over the replicas that
+    serve. Returns [(time, replicas before, replicas after, decision)].
+    """
+    state, serving, starting, trail = ServiceState(), replicas, [], []
+    for step in range(checks):
+        at = NOW + step * interval
+        serving += sum(count for ready_at, count in starting if ready_at <= at)
+        starting = [(ready_at, count) for ready_at, count in starting if ready_at > at]
+        observation = Observation(
+            current_replicas=replicas,
+            ready_replicas=serving,
+            cpu_percent=min(100.0, 100 * load / serving),
+            memory_percent=10,
+            sampled_at=at,
+        )
+        decision = decide(observation, chosen, state, at)
+        state = decision.state
+        if decision.desired_replicas > replicas:
+            starting.append((at + start_delay, decision.desired_replicas - replicas))
+            state = record_change(state, at, replicas, decision.desired_replicas)
+        trail.append((at - NOW, replicas, decision.desired_replicas, decision))
+        replicas = decision.desired_replicas
+    return trail
+
+
+class TestScaleUpWaitsForEvidence:
+    def test_linear_adds_a_replica_at_every_check_once_the_last_one_serves(self):
+        """The defaults' case: replicas that start in 10 s, a check every 30 s, no clock in between."""
+        chosen = policy(COOLDOWN_PERIOD="120", SCALE_UP_COOLDOWN="", REPLICA_STARTUP_TIME="60")
+        trail = starting_up(chosen, load=6.0, start_delay=10, checks=8)
+        assert [(at, after) for at, _, after in changes_of(trail)] == [
+            (0, 3),
+            (30, 4),
+            (60, 5),
+            (90, 6),
+            (120, 7),
+            (150, 8),
+            (180, 9),
+        ]
+
+    def test_a_scale_up_waits_while_the_replicas_it_added_are_starting(self):
+        """Replicas that take 45 s: the check 30 s after a change waits, and says why."""
+        chosen = policy(REPLICA_STARTUP_TIME="60")
+        trail = starting_up(chosen, load=6.0, start_delay=45, checks=5)
+        assert [(at, after) for at, _, after in changes_of(trail)] == [(0, 3), (60, 4), (120, 5)]
+        held = trail[1][3]
+        assert held.reason.limited_by == ("replicas_starting",)
+        assert "1 of 3 replicas not serving yet" in held.reason.message
+
+    def test_a_replica_that_never_serves_is_waited_for_only_the_startup_time(self):
+        """No room for the new task: after REPLICA_STARTUP_TIME the metrics decide again."""
+        chosen = policy(REPLICA_STARTUP_TIME="60")
+        trail = starting_up(chosen, load=6.0, start_delay=10_000, checks=5)
+        assert [(at, after) for at, _, after in changes_of(trail)] == [(0, 3), (60, 4), (120, 5)]
+
+    def test_target_sizes_in_one_step_and_then_waits_for_the_new_replicas(self):
+        """The proportional rule asks for what the readings show at once, then waits for it to serve."""
+        chosen = policy("target", SCALE_UP_LIMIT_REPLICAS="4", REPLICA_STARTUP_TIME="60")
+        trail = starting_up(chosen, load=7.0, start_delay=10, checks=4)
+        # 2 saturated replicas hide the load: 100 % asks for ceil(2 × 100/70) = 3, then more.
+        assert [after for _, _, after in changes_of(trail)] == [3, 5, 8, 10]
+
+    def test_an_explicit_scale_up_cooldown_still_holds(self):
+        """SCALE_UP_COOLDOWN set by the operator is a clock on top of the evidence."""
+        chosen = policy(SCALE_UP_COOLDOWN="90", REPLICA_STARTUP_TIME="60")
+        trail = starting_up(chosen, load=6.0, start_delay=10, checks=7)
+        assert [at for at, _, _ in changes_of(trail)] == [0, 90, 180]
+        assert trail[1][3].reason.limited_by == ("cooldown",)
+
+    def test_the_wait_counts_from_the_autoscalers_own_change_only(self):
+        """A task that died long after the last change does not hold a scale-up back."""
+        chosen = policy(REPLICA_STARTUP_TIME="60")
+        observation = observe(4, cpu=95, memory=10, ready=3)
+        assert decide_once(observation, chosen, ServiceState(last_scaled_at=NOW - 300)).desired_replicas == 5
+        assert decide_once(observation, chosen, ServiceState(last_scaled_at=NOW - 20)).desired_replicas == 4
 
 
 class TestOutsideChangesOverTime:
@@ -622,6 +705,7 @@ step_strategy = st.fixed_dictionaries(
         "memory": readings,
         "age": st.floats(min_value=0, max_value=200),
         "unmeasured": st.integers(min_value=0, max_value=2),
+        "not_ready": st.one_of(st.none(), st.integers(min_value=0, max_value=3)),
         "outside": st.one_of(st.none(), st.integers(min_value=0, max_value=15)),
         "carried_out": st.booleans(),
         "behind": st.booleans(),
@@ -634,6 +718,14 @@ step_strategy = st.fixed_dictionaries(
 )
 
 
+def assert_change_allowed(cooldowns, since, replicas, desired, ready):
+    """A change ``since`` seconds after the autoscaler's own: past its cooldown, and past the startup wait."""
+    direction = "up" if desired > replicas else "down"
+    assert since >= cooldowns[direction] - 0.5, "no change closer to the last than its cooldown"
+    if direction == "up" and ready is not None and ready < replicas:
+        assert since > 60 - 0.5, "no scale-up while the replicas added are starting"
+
+
 class TestProperties:
     @settings(max_examples=150, deadline=None)
     @given(
@@ -642,16 +734,22 @@ class TestProperties:
         minimum=st.integers(min_value=1, max_value=4),
         extra=st.integers(min_value=0, max_value=8),
         cooldown=st.sampled_from(["0", "15", "60"]),
+        up_cooldown=st.sampled_from(["0", "15", "60"]),
         steps=st.lists(step_strategy, min_size=1, max_size=40),
     )
-    def test_invariants_hold_over_any_sequence(self, algorithm, start, minimum, extra, cooldown, steps):
+    def test_invariants_hold_over_any_sequence(
+        self, algorithm, start, minimum, extra, cooldown, up_cooldown, steps
+    ):
+        """Bounds, no scale-down on incomplete data, both cooldowns and the wait for starting replicas."""
         chosen = parse_policy(
             {
                 "SCALING_ALGORITHM": algorithm,
                 "MIN_REPLICAS": str(minimum),
                 "MAX_REPLICAS": str(minimum + extra),
                 "COOLDOWN_PERIOD": cooldown,
+                "SCALE_UP_COOLDOWN": up_cooldown,
                 "SCALE_DOWN_STABILIZATION": "60",
+                "REPLICA_STARTUP_TIME": "60",
             }
         )
         state, replicas, now, last_own_change = ServiceState(), start, NOW, None
@@ -660,8 +758,10 @@ class TestProperties:
             outside = step["outside"] is not None and step["outside"] != replicas
             if outside:
                 replicas = step["outside"]
+            ready = None if step["not_ready"] is None else max(0, replicas - step["not_ready"])
             observation = Observation(
                 current_replicas=replicas,
+                ready_replicas=ready,
                 cpu_percent=step["cpu"],
                 memory_percent=step["memory"],
                 latency_ms=step["latency"],
@@ -697,10 +797,8 @@ class TestProperties:
                 assert desired >= replicas, "never down on incomplete data"
             restoring = "restoring" in decision.reason.message
             if inside and desired != replicas and last_own_change is not None and not restoring:
-                cooldown_seconds = float(cooldown)
-                assert now - last_own_change >= cooldown_seconds - 0.5, (
-                    "no two changes closer than the cooldown"
-                )
+                cooldowns = {"up": float(up_cooldown), "down": float(cooldown)}
+                assert_change_allowed(cooldowns, now - last_own_change, replicas, desired, ready)
             state = decision.state
             assert persisted.load(json.loads(json.dumps(persisted.dump(state)))) == state
             if decision.changes and step["carried_out"]:

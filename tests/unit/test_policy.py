@@ -82,7 +82,8 @@ class TestParsePolicy:
 
     def test_behaviour_defaults_are_hpas(self):
         behaviour = parse_policy({}).behaviour
-        assert (behaviour.scale_up_cooldown, behaviour.scale_down_cooldown) == (120, 120)
+        # No scale-up cooldown, as HPA: a scale-up waits for the replicas it added instead.
+        assert (behaviour.scale_up_cooldown, behaviour.scale_down_cooldown) == (0, 120)
         assert behaviour.scale_down_stabilization == 300
         assert behaviour.scale_up_rate == RateLimit(replicas=4, percent=100, period=30)
         assert behaviour.scale_down_rate == RateLimit(replicas=2, percent=50, period=60)
