@@ -29,9 +29,11 @@ from loadtest.report import (
     PER_SECOND_FILE,
     PLOT_FILE,
     SUMMARY_FILE,
+    Second,
     Summary,
     per_second,
     plot,
+    slow_seconds,
     summarize,
     write_per_second,
     write_summary,
@@ -127,6 +129,11 @@ def _parser() -> argparse.ArgumentParser:
         default=900.0,
         help="seconds to wait for that (default %(default)s)",
     )
+    parser.add_argument(
+        "--max-slow-seconds",
+        type=float,
+        help="--profile: also expect the p95 latency above 1 s in at most this many seconds",
+    )
     parser.add_argument("--out", type=Path, help="write per_second.csv, summary.json and load.png here")
     parser.add_argument("--quiet", action="store_true", help="no live line")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -193,6 +200,10 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--timeout must be a positive number of seconds")
     if not 0 < arguments.scale_down_timeout <= MAX_DURATION:
         parser.error(f"--scale-down-timeout must be in (0, {MAX_DURATION:g}]")
+    if arguments.max_slow_seconds is not None and not (
+        arguments.profile and 0 <= arguments.max_slow_seconds <= MAX_DURATION
+    ):
+        parser.error(f"--max-slow-seconds goes with --profile and must be in [0, {MAX_DURATION:g}]")
     return arguments
 
 
@@ -253,9 +264,16 @@ def seconds(value: float | None) -> float | None:
     return None if value is None else round(value, 1)
 
 
-def report_of(arguments: argparse.Namespace, url: str, result: Result, summary: Summary) -> dict[str, Any]:
+def report_of(
+    arguments: argparse.Namespace, url: str, result: Result, summary: Summary, rows: list[Second]
+) -> dict[str, Any]:
     run, samples = result.run, result.watch.samples
-    report: dict[str, Any] = {"target": url, **asdict(summary)}
+    slow = slow_seconds(rows)
+    report: dict[str, Any] = {
+        "target": url,
+        **asdict(summary),
+        "p95_above_1s": {"seconds": slow.count, "first_second": slow.first, "last_second": slow.last},
+    }
     if arguments.schedule is not None:
         report["replay"] = {
             "trace": str(arguments.replay),
@@ -281,6 +299,10 @@ def report_of(arguments: argparse.Namespace, url: str, result: Result, summary: 
     }
     if arguments.profile:
         failures = unmet(PROFILES[arguments.profile], scaling, arguments.wait_scale_down)
+        if arguments.max_slow_seconds is not None and slow.count > arguments.max_slow_seconds:
+            failures.append(
+                f"p95 was above 1 s for {slow.count} s, at most {arguments.max_slow_seconds:g} expected"
+            )
         report["profile"] = {
             "name": arguments.profile,
             "expected_most_replicas": list(PROFILES[arguments.profile].most_replicas),
@@ -290,15 +312,21 @@ def report_of(arguments: argparse.Namespace, url: str, result: Result, summary: 
     return report
 
 
-def write_out(directory: Path, arguments: argparse.Namespace, result: Result, report: dict[str, Any]) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
+def seconds_of(arguments: argparse.Namespace, result: Result) -> list[Second]:
     schedule: Replay | None = arguments.schedule
-    rows = per_second(
+    return per_second(
         result.run.outcomes,
         math.ceil(result.run.elapsed()),
         result.watch.samples,
         schedule.rate_at if schedule else None,
     )
+
+
+def write_out(
+    directory: Path, arguments: argparse.Namespace, rows: list[Second], report: dict[str, Any]
+) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    schedule: Replay | None = arguments.schedule
     write_per_second(directory / PER_SECOND_FILE, rows)
     write_summary(directory / SUMMARY_FILE, report)
     load = (
@@ -316,9 +344,10 @@ def main(argv: list[str] | None = None) -> int:
     if arguments.record is not None:
         write_record(result.run.outcomes, arguments.record)
     summary = summarize(result.run.outcomes, result.load_seconds)
-    report = report_of(arguments, url, result, summary)
+    rows = seconds_of(arguments, result)
+    report = report_of(arguments, url, result, summary, rows)
     if arguments.out is not None:
-        write_out(arguments.out, arguments, result, report)
+        write_out(arguments.out, arguments, rows, report)
     if arguments.json:
         print(json.dumps(report, indent=2))
     else:
@@ -326,6 +355,11 @@ def main(argv: list[str] | None = None) -> int:
         print(render_table(summary, url, load))
         replicas = report["replicas"]
         print(f"replicas      most {replicas['most']} (after {replicas['reached_most_after_seconds']} s)")
+        slow = report["p95_above_1s"]
+        print(
+            f"p95 above 1 s {slow['seconds']} s"
+            + (f" (from {slow['first_second']} s to {slow['last_second']} s)" if slow["seconds"] else "")
+        )
         if "profile" in report:
             verdict = (
                 "met" if report["profile"]["met"] else "NOT met: " + "; ".join(report["profile"]["unmet"])

@@ -109,6 +109,27 @@ def per_second(
     return rows
 
 
+SLOW_P95_MS = 1000.0
+"""A second whose requests' p95 is above this was served badly: the autoscaler's default latency threshold."""
+
+
+@dataclass(frozen=True)
+class SlowSeconds:
+    """The seconds of a run in which users were served badly."""
+
+    count: int
+    """Seconds whose requests' p95 latency was above ``SLOW_P95_MS``."""
+    first: int | None
+    """The first such second from the start of the run; None if there was none."""
+    last: int | None
+
+
+def slow_seconds(rows: Sequence[Second], threshold_ms: float = SLOW_P95_MS) -> SlowSeconds:
+    """How many seconds' requests had a p95 above the threshold, and the first and last of them."""
+    slow = [row.second for row in rows if row.p95_ms is not None and row.p95_ms > threshold_ms]
+    return SlowSeconds(len(slow), slow[0] if slow else None, slow[-1] if slow else None)
+
+
 def write_per_second(path: Path, rows: Sequence[Second]) -> None:
     fields = list(Second.__dataclass_fields__)
     with path.open("w", newline="") as file:

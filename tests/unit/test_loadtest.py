@@ -16,7 +16,7 @@ import pytest
 from autoscaler.backtest.trace import TraceError, from_rows
 from loadtest.__main__ import main, parse_arguments
 from loadtest.profiles import PROFILES, ReplicaSample, Scaling, scaling_of, unmet
-from loadtest.report import per_second, percentile, summarize
+from loadtest.report import per_second, percentile, slow_seconds, summarize
 from loadtest.schedule import Replay, arrival_times, replay_of
 from loadtest.senders import Outcome, Run, Users, closed_loop, open_loop
 from loadtest.watch import ReplicaWatch, live_line, replica_sample
@@ -257,6 +257,24 @@ class TestPerSecond:
         ]
 
 
+class TestSlowSeconds:
+    def test_counts_the_seconds_whose_p95_is_above_one_second(self):
+        """Seconds without requests do not count; exactly 1 s is not above it."""
+        outcomes = [
+            Outcome(0.2, "200", sent_at=0.5),
+            Outcome(1.5, "200", sent_at=1.1),
+            Outcome(1.0, "200", sent_at=2.2),
+            Outcome(3.0, "200", sent_at=4.9),
+            Outcome(0.1, "200", sent_at=5.0),
+        ]
+        slow = slow_seconds(per_second(outcomes, 7, []))
+        assert (slow.count, slow.first, slow.last) == (2, 1, 4)
+
+    def test_a_run_served_well_has_none(self):
+        slow = slow_seconds(per_second([Outcome(0.05, "200", sent_at=0.5)], 3, []))
+        assert (slow.count, slow.first, slow.last) == (0, None, None)
+
+
 class TestProfiles:
     def test_the_three_profiles_as_stated(self):
         stated = {name: (p.users, p.duration, p.most_replicas) for name, p in PROFILES.items()}
@@ -392,6 +410,7 @@ class TestReportFiles:
         assert {row["scheduled"] for row in rows} == {""}
         assert {row["replicas"] for row in rows[1:]} == {"3"}
         assert summary["replicas"]["most"] == 3
+        assert summary["p95_above_1s"] == {"seconds": 0, "first_second": None, "last_second": None}
         assert summary["users"] == 3
         assert (out / "load.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -438,6 +457,8 @@ class TestArguments:
             ["--duration", "10", "--ramp-up", "11"],
             ["--timeout", "nan"],
             ["--profile", "extreme"],
+            ["--max-slow-seconds", "45"],
+            ["--profile", "heavy", "--max-slow-seconds", "-1"],
         ],
     )
     def test_unbounded_or_bad_runs_are_refused(self, arguments):
