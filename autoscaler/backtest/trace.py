@@ -1,8 +1,9 @@
-"""Request-count traces: a CSV of ``timestamp,count`` with one row per step."""
+"""Request-count traces: a CSV of ``timestamp,count`` with one row per step, gzipped or not."""
 
 from __future__ import annotations
 
 import csv
+import gzip
 import itertools
 from collections import Counter
 from collections.abc import Iterable
@@ -70,7 +71,8 @@ def from_rows(rows: Iterable[tuple[str, str]], start: str | None = None, end: st
 
 
 def read(path: Path, start: str | None = None, end: str | None = None) -> Trace:
-    with path.open(newline="") as file:
+    """The trace in a CSV file; one whose name ends in ``.gz`` is read through gzip."""
+    with gzip.open(path, "rt", newline="") if path.suffix == ".gz" else path.open(newline="") as file:
         reader = csv.reader(file)
         header = next(reader, None)
         if header is None:

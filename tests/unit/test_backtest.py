@@ -3,6 +3,7 @@ import inspect
 import json
 import math
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 import pytest
@@ -11,7 +12,7 @@ from autoscaler import core
 from autoscaler.backtest import cli
 from autoscaler.backtest.elasticity import Elasticity, elastic_speedup, elasticity
 from autoscaler.backtest.replay import Model, demand_for, replay, static_supply
-from autoscaler.backtest.trace import TraceError, from_rows, parse_time
+from autoscaler.backtest.trace import TraceError, from_rows, parse_time, read
 from autoscaler.daemon import Autoscaler
 from autoscaler.policy import parse_policy
 from autoscaler.settings import load
@@ -171,3 +172,19 @@ class TestCli:
         with pytest.raises(SystemExit) as caught:
             cli.main(["--trace", str(trace), "--capacity", "10"])
         assert caught.value.code == 2
+
+
+SHIPPED_TRACE = Path(__file__).resolve().parents[2] / "traces" / "wc98_per_minute.csv.gz"
+
+
+class TestShippedTrace:
+    def test_the_world_cup_trace_is_whole(self):
+        """The gzipped trace in the repository: 87 days of minutes, the logs' official total."""
+        trace = read(SHIPPED_TRACE)
+        assert (trace.timestamp(trace.start), trace.step) == ("1998-04-30 21:30:00", 60)
+        assert len(trace.counts) == 125_310  # 125,300 rows and 10 missing minutes
+        assert sum(trace.counts) == 1_352_804_107
+
+    def test_a_window_of_it(self):
+        trace = read(SHIPPED_TRACE, "1998-07-07 21:40:00", "1998-07-07 21:43:00")
+        assert max(trace.counts) == 229_426
