@@ -10,9 +10,10 @@ RUN test -f /usr/lib/nginx/modules/ngx_http_lua_module.so \
         && rm -rf /var/lib/apt/lists/*)
 
 # Wheels are built on the host (deploy-autoscaling.sh): the build needs no package index.
+# The plot extra is for the load generator's picture (./stress-test.sh --out).
 COPY build/wheels /tmp/wheels
 RUN python3 -m venv /opt/app \
-    && /opt/app/bin/pip install --no-cache-dir --no-index --find-links /tmp/wheels swarm-autoscaler \
+    && /opt/app/bin/pip install --no-cache-dir --no-index --find-links /tmp/wheels 'swarm-autoscaler[plot]' \
     && rm -rf /tmp/wheels
 
 ENV PATH=/opt/app/bin:$PATH \

@@ -97,7 +97,7 @@ build_wheels() {
     build/venv/bin/pip download -q -d build/wheels --only-binary=:all: \
         --python-version "$PYTHON_VERSION" --implementation cp \
         --platform "manylinux2014_$(uname -m)" --platform "manylinux_2_28_$(uname -m)" \
-        build/wheels/swarm_autoscaler-*.whl
+        "$(ls build/wheels/swarm_autoscaler-*.whl)[plot]"
 }
 
 build_image() {

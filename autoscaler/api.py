@@ -45,16 +45,28 @@ def health_problems(state: DaemonState, now: float, check_interval: float, max_a
     return problems
 
 
-def requests_status(window: Window, ready_replicas: int | None) -> dict[str, Any]:
-    """The service's requests over the window, as /status shows them."""
+def _rounded(value: float | None, digits: int = 3) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def requests_status(window: Window, recent: Window | None, ready_replicas: int | None) -> dict[str, Any]:
+    """The service's requests over the window, and its concurrency over the surge window, for /status."""
     latency = {name: window.latency_ms(q) for name, q in REPORTED_QUANTILES.items()}
+
+    def per_ready(total: float | None) -> float | None:
+        return None if total is None or not ready_replicas else round(total / ready_replicas, 3)
+
     return {
         "window_seconds": round(window.seconds, 3),
         "requests": window.counters.requests,
         "per_second": round(window.rate, 3),
-        "per_second_per_ready_replica": round(window.rate / ready_replicas, 3) if ready_replicas else None,
-        "latency_ms": {name: None if value is None else round(value, 1) for name, value in latency.items()},
-        "error_percent": None if window.error_percent is None else round(window.error_percent, 3),
+        "per_second_per_ready_replica": per_ready(window.rate),
+        "latency_ms": {name: _rounded(value, 1) for name, value in latency.items()},
+        "error_percent": _rounded(window.error_percent),
+        "concurrency": _rounded(window.concurrency),
+        "concurrency_per_ready_replica": per_ready(window.concurrency),
+        "surge_window_seconds": None if recent is None else round(recent.seconds, 3),
+        "surge_concurrency_per_ready_replica": None if recent is None else per_ready(recent.concurrency),
     }
 
 
@@ -78,7 +90,7 @@ def _service_status(record: ServiceRecord) -> dict[str, Any]:
         entry["behind_entry_point"] = record.observation.behind_entry_point
     if record.requests is not None:
         ready = record.observation.ready_replicas if record.observation else None
-        entry["requests"] = requests_status(record.requests, ready)
+        entry["requests"] = requests_status(record.requests, record.recent_requests, ready)
     return entry
 
 

@@ -47,6 +47,8 @@ class ServiceRecord:
     observation: Observation | None = None
     requests: Window | None = None
     """The requests the entry point answered for the service over the last window."""
+    recent_requests: Window | None = None
+    """The same over the surge window."""
     labels: dict[str, str] | None = None
     """The labels at the last check, to tell which label an operator just changed."""
 
@@ -108,15 +110,32 @@ class Inputs:
     requests: RequestReading
 
 
-def _request_fields(window: Window, read_at: float, policy: Policy) -> dict[str, float | None]:
-    """The observation's request metrics from the service's window at the entry point."""
+def _request_fields(windows: ServiceWindows, read_at: float, policy: Policy) -> dict[str, float | None]:
+    """The observation's request metrics from the service's windows at the entry point."""
+    window, recent = windows.window, windows.recent
+    if window is None:
+        return {}
     return {
         "requests": window.counters.requests,
         "requests_per_second": window.rate,
         "latency_ms": window.latency_ms(policy.latency_percentile / 100),
         "error_percent": window.error_percent,
+        "concurrency": window.concurrency,
+        "surge_concurrency": None if recent is None else recent.concurrency,
         "requests_read_at": read_at,
     }
+
+
+@dataclass(frozen=True)
+class ServiceWindows:
+    """What the entry point says of one service."""
+
+    behind: bool
+    """An entry point proxies to the service."""
+    window: Window | None
+    """Its requests over the last METRICS_WINDOW."""
+    recent: Window | None
+    """Its requests over the surge window."""
 
 
 class Autoscaler:
@@ -141,7 +160,8 @@ class Autoscaler:
 
     async def run(self, stop: asyncio.Event) -> None:
         interval = self.settings.loop.check_interval
-        log.info("control loop started", check_interval=interval)
+        surge_window = self.settings.entry_point.surge_window
+        log.info("control loop started", check_interval=interval, surge_window=surge_window)
         next_check = time.monotonic()
         while not stop.is_set():
             try:
@@ -151,8 +171,24 @@ class Autoscaler:
                 log.exception("check failed")
             # A fixed schedule, so that cooldowns that are multiples of the interval end on a check.
             next_check = max(next_check + interval, time.monotonic())
+            early_read = next_check - surge_window
+            if early_read > time.monotonic():
+                if await sleep_unless_stopped(stop, early_read - time.monotonic()):
+                    break
+                await self.read_requests()
             if await sleep_unless_stopped(stop, next_check - time.monotonic()):
                 break
+
+    async def read_requests(self) -> None:
+        """The entry points' counters into the history only: where the next check's surge window starts."""
+        state = self.state
+        try:
+            _, state.request_history = await read_entry_points(
+                self.settings.entry_point, self._http, self._resolve, state.request_history, self._clock
+            )
+        except Exception:
+            # The check reads them again and reports what is wrong; a surge window is then missing.
+            log.exception("early read of the entry points failed")
 
     async def check_once(self) -> None:
         state = self.state
@@ -268,27 +304,27 @@ class Autoscaler:
             state.requests_read_at = requests.read_at
         state.behind_entry_point.update(requests.counted)
 
-    def _requests(self, service: SwarmService, requests: RequestReading) -> tuple[bool, Window | None]:
-        """Whether an entry point proxies to the service, and its requests over the window.
+    def _requests(self, service: SwarmService, requests: RequestReading) -> ServiceWindows:
+        """Whether an entry point proxies to the service, and its requests over both windows.
 
         The entry point counts a service under the name it has in its stack
         (``demo-api`` for ``mystack_demo-api``).
         """
-        names = {service.name, name_in_stack(service.name, service.labels)}
-        behind = bool(names & self.state.behind_entry_point)
-        window = next((requests.windows[name] for name in sorted(names) if name in requests.windows), None)
-        return behind, window
+        names = sorted({service.name, name_in_stack(service.name, service.labels)})
+        behind = bool(set(names) & self.state.behind_entry_point)
+        window = next((requests.windows[name] for name in names if name in requests.windows), None)
+        recent = next((requests.recent[name] for name in names if name in requests.recent), None)
+        return ServiceWindows(behind, window, recent)
 
     @staticmethod
     def _observe(
-        service: SwarmService, inputs: Inputs, policy: Policy, requests: tuple[bool, Window | None]
+        service: SwarmService, inputs: Inputs, policy: Policy, requests: ServiceWindows
     ) -> Observation:
         """What is known of the service; tasks no collector measured make it incomplete."""
         assert service.replicas is not None  # noqa: S101 - global services are skipped before
         reading, tasks = inputs.reading, inputs.tasks
         metrics = reading.services.get(service.name)
         measured = metrics.task_ids if metrics else frozenset()
-        behind, window = requests
         if tasks is not None:
             running = {task.id for task in tasks if task.service_id == service.id}
             ready, unmeasured = len(running & measured), len(running - measured)
@@ -303,8 +339,8 @@ class Autoscaler:
             sampled_at=metrics.sampled_at if metrics else None,
             unmeasured_tasks=unmeasured,
             changed_at=service.updated_at,
-            behind_entry_point=behind,
-            **(_request_fields(window, inputs.requests.read_at, policy) if window else {}),
+            behind_entry_point=requests.behind,
+            **_request_fields(requests, inputs.requests.read_at, policy),
         )
 
     def _parse_policy(self, service: SwarmService, before: dict[str, str] | None) -> Policy:
@@ -337,7 +373,7 @@ class Autoscaler:
             return
         memory = state.memory.get(service.id, ServiceState())
         requests = self._requests(service, inputs.requests)
-        record.requests = requests[1]
+        record.requests, record.recent_requests = requests.window, requests.recent
         changed = False
         for attempt in range(1, STALE_RETRIES + 1):
             observation = self._observe(service, inputs, policy, requests)

@@ -32,6 +32,8 @@ class RequestReading:
     """Per service name as the entry point counts it (the name in its stack)."""
     read_at: float
     instances_answered: int
+    recent: dict[str, traffic.Window] = field(default_factory=dict)
+    """The same over the surge window: from the reading before this one, when that is recent."""
     counted: frozenset[str] = frozenset()
     """Services some instance counts, even with no window yet."""
     errors: dict[str, str] = field(default_factory=dict)
@@ -85,6 +87,7 @@ async def read_entry_points(
     errors: dict[str, str] = {}
     entry_problems: dict[str, str] = {}
     windows: list[dict[str, tuple[traffic.Counters, float]]] = []
+    steps: list[dict[str, tuple[traffic.Counters, float]]] = []
     counted: set[str] = set()
     kept: History = {}
     for address, result in zip(addresses, results, strict=True):
@@ -98,9 +101,13 @@ async def read_entry_points(
         counted.update(result.services)
         kept[address] = _remembered(history, address, now, result, settings.window)
         windows.append(traffic.since(kept[address], now, settings.window))
+        # A step of up to twice the surge window still shows a surge; a longer one (the
+        # reading before the check failed) would be only another long window.
+        steps.append(traffic.last_step(kept[address], 2 * settings.surge_window))
     merged, unmerged = traffic.merged(windows)
+    recent, _ = traffic.merged(steps)
     for service in unmerged:
         entry_problems[f"{service} at every instance"] = "instances count with other buckets; some left out"
     answered = len(addresses) - len(errors)
-    reading = RequestReading(merged, now, answered, frozenset(counted), errors, entry_problems)
+    reading = RequestReading(merged, now, answered, recent, frozenset(counted), errors, entry_problems)
     return reading, kept

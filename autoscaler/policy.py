@@ -57,6 +57,8 @@ POLICY_VARIABLES: dict[str, str] = {
     "RESPONSE_TIME_PERCENTILE": "95",
     "MIN_REQUESTS_PER_WINDOW": "20",
     "TARGET_RPS_PER_REPLICA": "",
+    "TARGET_CONCURRENCY_PER_REPLICA": "",
+    "SURGE_THRESHOLD": "2",
     "METRICS_MAX_AGE": "90",
     "REPLICA_STARTUP_TIME": "60",
     "PREDICTIVE_SEASON": "86400",
@@ -98,6 +100,8 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "RESPONSE_TIME_PERCENTILE": (1, 99.9),
     "MIN_REQUESTS_PER_WINDOW": (1, 1_000_000_000),
     "TARGET_RPS_PER_REPLICA": (0.001, 1_000_000_000),
+    "TARGET_CONCURRENCY_PER_REPLICA": (0.001, 1_000_000),
+    "SURGE_THRESHOLD": (1, 100),
     "METRICS_MAX_AGE": (1, DAY),
     "REPLICA_STARTUP_TIME": (0, DAY),
     "PREDICTIVE_SEASON": (60, WEEK),
@@ -111,8 +115,12 @@ SHARED_VARIABLES = ("CHECK_INTERVAL",)
 """Variables a policy reads that are the daemon's alone: no label overrides them."""
 
 
+LABEL_NAMES = {"TARGET_CONCURRENCY_PER_REPLICA": "autoscaler.target_concurrency"}
+"""Variables whose label is not the variable's name in lower case: a shorter one."""
+
+
 def label_name(variable: str) -> str:
-    return LABEL_PREFIX + variable.lower()
+    return LABEL_NAMES.get(variable, LABEL_PREFIX + variable.lower())
 
 
 def _number(source: Mapping[str, str], name: str, default: float | None = None) -> float:
@@ -192,30 +200,40 @@ class _Parser:
 
 
 DEFAULT_METRICS: tuple[Metric, ...] = ("cpu", "memory", "latency", "errors")
-"""Without SCALING_METRICS: these (latency and errors only behind the entry point), and rps with a target."""
-RPS_SCALE_DOWN_FRACTION = 0.5
-"""linear and exponential scale down below this fraction of TARGET_RPS_PER_REPLICA."""
+"""Without SCALING_METRICS: these (the request metrics only behind the entry point), and each targeted one."""
+TARGET_SCALE_DOWN_FRACTION = 0.5
+"""linear and exponential scale down below this fraction of a per-replica target (rps, concurrency)."""
+TARGETS: dict[Metric, str] = {
+    "rps": "TARGET_RPS_PER_REPLICA",
+    "concurrency": "TARGET_CONCURRENCY_PER_REPLICA",
+}
+"""Metrics that exist only with a target, and the variable that sets it."""
 
 
-def _metrics(source: Mapping[str, str], rps: Thresholds | None) -> tuple[tuple[Metric, ...], bool]:
+def _metrics(
+    source: Mapping[str, str], targeted: Mapping[Metric, Thresholds | None]
+) -> tuple[tuple[Metric, ...], bool]:
     """The metrics to scale on, and whether they are the default ones."""
     text = raw(source, "SCALING_METRICS")
     if text is None:
-        return (*DEFAULT_METRICS, *(("rps",) if rps else ())), True
+        return (*DEFAULT_METRICS, *(metric for metric, target in targeted.items() if target)), True
     names = tuple(name.strip() for name in text.split(",") if name.strip())
     unknown = [name for name in names if name not in METRICS]
     if unknown or not names:
         raise ConfigError("SCALING_METRICS", text, f"must be a comma-separated list of {', '.join(METRICS)}")
-    if "rps" in names and rps is None:
-        raise ConfigError("SCALING_METRICS", text, "rps needs TARGET_RPS_PER_REPLICA")
+    for metric, target in targeted.items():
+        if metric in names and target is None:
+            raise ConfigError("SCALING_METRICS", text, f"{metric} needs {TARGETS[metric]}")
     return tuple(dict.fromkeys(cast("tuple[Metric, ...]", names))), False
 
 
-def _rps(source: Mapping[str, str]) -> Thresholds | None:
-    if raw(source, "TARGET_RPS_PER_REPLICA") is None:
+def _target(source: Mapping[str, str], metric: Metric) -> Thresholds | None:
+    """A per-replica target's thresholds: up at the target, down at half of it; None when unset."""
+    name = TARGETS[metric]
+    if raw(source, name) is None:
         return None
-    goal = _number(source, "TARGET_RPS_PER_REPLICA", 0.0)
-    return Thresholds(up=goal, down=goal * RPS_SCALE_DOWN_FRACTION)
+    goal = _number(source, name, 0.0)
+    return Thresholds(up=goal, down=goal * TARGET_SCALE_DOWN_FRACTION)
 
 
 def _admission(source: Mapping[str, str]) -> AdmissionLimit | None:
@@ -263,8 +281,8 @@ def parse_policy(source: Mapping[str, str], overridden: Collection[str] = ()) ->
         source, "SCALING_ALGORITHM", POLICY_VARIABLES["SCALING_ALGORITHM"], tuple(ALGORITHMS)
     )
     minimum, maximum = parser.bounds()
-    rps = _rps(source)
-    metrics, by_default = _metrics(source, rps)
+    targeted = {metric: _target(source, metric) for metric in TARGETS}
+    metrics, by_default = _metrics(source, targeted)
     return Policy(
         algorithm=algorithm,
         min_replicas=minimum,
@@ -278,7 +296,8 @@ def parse_policy(source: Mapping[str, str], overridden: Collection[str] = ()) ->
             memory=parser.utilisation("MEMORY"),
             latency=parser.latency(),
             errors=Thresholds(up=_number(source, "ERROR_RATE_SCALE_UP_THRESHOLD"), down=None),
-            rps=rps,
+            rps=targeted["rps"],
+            concurrency=targeted["concurrency"],
         ),
         behaviour=_behaviour(source),
         forecasting=Forecasting(
@@ -291,6 +310,7 @@ def parse_policy(source: Mapping[str, str], overridden: Collection[str] = ()) ->
         paused=_flag(source, "PAUSED"),
         dry_run=_flag(source, "DRY_RUN"),
         admission=_admission(source),
+        surge_threshold=_number(source, "SURGE_THRESHOLD"),
     )
 
 

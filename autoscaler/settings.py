@@ -34,6 +34,9 @@ class EntryPointSettings:
     """Port of the entry points' request counters (Prometheus text at /metrics)."""
     window: float
     """Seconds of requests that latency, errors and request rate are computed over."""
+    surge_window: float
+    """Seconds of the short window that shows a surge of concurrency: the entry points are read this
+    long before each check as well, and the step from that reading to the check's is the window."""
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,7 @@ def load(environ: Mapping[str, str]) -> Settings:
             address=read_str(environ, "ENTRYPOINT_ADDRESS", "tasks.nginx"),
             port=read_port(environ, "ENTRYPOINT_PORT", 9145),
             window=read_float(environ, "METRICS_WINDOW", 30.0, minimum=1, maximum=DAY),
+            surge_window=read_float(environ, "SURGE_WINDOW", 6.0, minimum=1, maximum=DAY),
         ),
         server=ServerSettings(
             host=read_str(environ, "LISTEN_HOST", "0.0.0.0"),  # noqa: S104 - a service in a container

@@ -110,6 +110,11 @@ class AutoscalerCollector(Collector):
             "Percent of the window's requests answered with a server error (5xx).",
             "service",
         )
+        concurrency = _gauge(
+            "autoscaler_service_concurrency",
+            "Mean requests in flight at the entry point over the window, all replicas together.",
+            "service",
+        )
         limit = _gauge(
             "autoscaler_service_rate_limit_rps",
             "The entry point's rate limit at the ready replicas (REPLICA_RPS times them), in requests/s.",
@@ -131,7 +136,9 @@ class AutoscalerCollector(Collector):
                     latency.add_metric([name, f"{quantile:g}"], seconds)
             if window.error_percent is not None:
                 errors.add_metric([name], window.error_percent)
-        yield from (rate, per_replica, latency, errors, limit)
+            if window.concurrency is not None:
+                concurrency.add_metric([name], window.concurrency)
+        yield from (rate, per_replica, latency, errors, concurrency, limit)
 
     @staticmethod
     def _add_decision(name: str, record: ServiceRecord, *families: GaugeMetricFamily) -> None:

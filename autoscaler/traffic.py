@@ -14,7 +14,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -23,10 +23,17 @@ DURATION = "entrypoint_request_duration_seconds"
 """Histogram of the time from a request's first byte read to its last byte sent, in seconds."""
 REQUESTS = "entrypoint_requests"
 """Counter of the requests answered, by service and status code."""
+IN_FLIGHT_SECONDS = "entrypoint_requests_in_flight_seconds"
+"""Counter of request-seconds in flight: its increase over a window, divided by the window, is concurrency."""
 REPORTED_QUANTILES = {"p50": 0.5, "p95": 0.95, "p99": 0.99}
 """The latency percentiles /status and /metrics show, by name."""
 SERVER_ERROR = 500
 """Status codes from this one up count as errors: the service's or the entry point's, not the client's."""
+
+
+def _either_none(a: float | None, b: float | None, combine: Callable[[float, float], float]) -> float | None:
+    """``combine(a, b)``, or None when either is unknown: a part left out would understate the whole."""
+    return None if a is None or b is None else combine(a, b)
 
 
 @dataclass(frozen=True)
@@ -40,16 +47,16 @@ class Counters:
     requests: float
     errors: float
     """Requests answered with a status code of 500 or more."""
+    in_flight_seconds: float | None = None
+    """Request-seconds spent in flight; None from an entry point that does not count them."""
+
+    def _totals(self) -> tuple[float, ...]:
+        return (*self.cumulative, self.requests, self.errors, self.in_flight_seconds or 0.0)
 
     def minus(self, older: Counters) -> Counters:
         """What was counted since ``older``; all of this if the instance restarted in between."""
         if older.edges != self.edges or any(
-            new < old
-            for new, old in zip(
-                (*self.cumulative, self.requests, self.errors),
-                (*older.cumulative, older.requests, older.errors),
-                strict=True,
-            )
+            new < old for new, old in zip(self._totals(), older._totals(), strict=True)
         ):
             return self
         return Counters(
@@ -57,6 +64,7 @@ class Counters:
             tuple(new - old for new, old in zip(self.cumulative, older.cumulative, strict=True)),
             self.requests - older.requests,
             self.errors - older.errors,
+            _either_none(self.in_flight_seconds, older.in_flight_seconds, lambda a, b: a - b),
         )
 
     def plus(self, other: Counters) -> Counters:
@@ -66,6 +74,7 @@ class Counters:
             tuple(a + b for a, b in zip(self.cumulative, other.cumulative, strict=True)),
             self.requests + other.requests,
             self.errors + other.errors,
+            _either_none(self.in_flight_seconds, other.in_flight_seconds, lambda a, b: a + b),
         )
 
     def quantile(self, q: float) -> float | None:
@@ -108,7 +117,9 @@ def _edge(text: str) -> float:
     return edge
 
 
-def _counters(buckets: dict[float, float], codes: dict[str, float]) -> Counters:
+def _counters(
+    buckets: dict[float, float], codes: dict[str, float], in_flight_seconds: float | None
+) -> Counters:
     edges = tuple(sorted(buckets))
     if not edges or not math.isinf(edges[-1]):
         raise ValueError("no +Inf bucket")
@@ -120,7 +131,7 @@ def _counters(buckets: dict[float, float], codes: dict[str, float]) -> Counters:
         if not (code.isascii() and code.isdigit() and len(code) == 3):
             raise ValueError(f"status code {code!r}")
         errors += count if int(code) >= SERVER_ERROR else 0.0
-    return Counters(edges, cumulative, sum(codes.values()), errors)
+    return Counters(edges, cumulative, sum(codes.values()), errors, in_flight_seconds)
 
 
 def parse(text: str) -> Reading:
@@ -132,11 +143,12 @@ def parse(text: str) -> Reading:
     """
     buckets: dict[str, dict[float, float]] = defaultdict(dict)
     codes: dict[str, dict[str, float]] = defaultdict(dict)
+    in_flight: dict[str, float] = {}
     broken: dict[str, str] = {}
     samples = (
         sample
         for family in text_string_to_metric_families(text)
-        if family.name in {DURATION, REQUESTS}
+        if family.name in {DURATION, REQUESTS, IN_FLIGHT_SECONDS}
         for sample in family.samples
         if sample.labels.get("service")
     )
@@ -147,6 +159,8 @@ def parse(text: str) -> Reading:
                 buckets[service][_edge(sample.labels.get("le", ""))] = _finite_count(sample.value)
             elif sample.name == f"{REQUESTS}_total":
                 codes[service][sample.labels.get("code", "")] = _finite_count(sample.value)
+            elif sample.name == f"{IN_FLIGHT_SECONDS}_total":
+                in_flight[service] = _finite_count(sample.value)
         except ValueError as error:
             broken.setdefault(service, str(error))
     services: dict[str, Counters] = {}
@@ -154,7 +168,9 @@ def parse(text: str) -> Reading:
         if service in broken:
             continue
         try:
-            services[service] = _counters(buckets.get(service, {}), codes.get(service, {}))
+            services[service] = _counters(
+                buckets.get(service, {}), codes.get(service, {}), in_flight.get(service)
+            )
         except ValueError as error:
             broken[service] = str(error)
     return Reading(services, broken)
@@ -169,6 +185,8 @@ class Window:
     """Requests per second: the sum of every instance's count divided by its own window's length."""
     seconds: float
     """The longest of the instances' windows, in seconds."""
+    concurrency: float | None = None
+    """Mean requests in flight, all instances together (each one's request-seconds over its own window)."""
 
     @property
     def error_percent(self) -> float | None:
@@ -199,7 +217,11 @@ def since(history: History, now: float, seconds: float) -> dict[str, tuple[Count
             start_at, start = at, reading
     if start_at >= newest_at:
         return {}
-    span = newest_at - start_at
+    return _between(start, newest, newest_at - start_at)
+
+
+def _between(start: Reading, newest: Reading, span: float) -> dict[str, tuple[Counters, float]]:
+    """Per service, what was counted from ``start`` to ``newest``; a service new since counts from zero."""
     return {
         service: (counters.minus(start.services[service]) if service in start.services else counters, span)
         for service, counters in newest.services.items()
@@ -217,13 +239,31 @@ def merged(instances: Iterable[dict[str, tuple[Counters, float]]]) -> tuple[dict
     for windows in instances:
         for service, (counters, seconds) in windows.items():
             rate = counters.requests / seconds
+            busy = counters.in_flight_seconds
+            concurrency = None if busy is None else busy / seconds
             known = totals.get(service)
             if known is None:
-                totals[service] = Window(counters, rate, seconds)
+                totals[service] = Window(counters, rate, seconds, concurrency)
             elif known.counters.edges == counters.edges:
                 totals[service] = Window(
-                    known.counters.plus(counters), known.rate + rate, max(known.seconds, seconds)
+                    known.counters.plus(counters),
+                    known.rate + rate,
+                    max(known.seconds, seconds),
+                    _either_none(known.concurrency, concurrency, lambda a, b: a + b),
                 )
             else:
                 unmerged.add(service)
     return totals, unmerged
+
+
+def last_step(history: History, longest: float) -> dict[str, tuple[Counters, float]]:
+    """Per service, what one instance counted between its two newest readings, if at most ``longest`` apart.
+
+    The surge window: the autoscaler reads the entry points once more a short while
+    before each check, so that the newest step is a recent, short one.
+    """
+    if len(history) < 2:
+        return {}
+    (before_at, before), (newest_at, newest) = history[-2], history[-1]
+    span = newest_at - before_at
+    return _between(before, newest, span) if 0 < span <= longest else {}

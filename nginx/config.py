@@ -68,6 +68,7 @@ def _location(route: Route) -> str:
     return f"""
         location {route.path} {{
             access_by_lua_block {{
+                require("monitor").start("{route.counted_as}")
                 require("ratelimit").admit("{route.counted_as}")
                 require("balancer").route("{route.counted_as}")
             }}

@@ -26,6 +26,8 @@ class Reading:
     metric: Metric
     value: float
     thresholds: Thresholds
+    surge: bool = False
+    """Concurrency only: the value is the surge window's, far above the target."""
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,14 @@ class Recommendation:
     """Predictive only: the forecaster after this check's observation."""
 
 
-UNITS: dict[Metric, str] = {"cpu": "%", "memory": "%", "latency": "ms", "errors": "%", "rps": " req/s"}
+UNITS: dict[Metric, str] = {
+    "cpu": "%",
+    "memory": "%",
+    "latency": "ms",
+    "errors": "%",
+    "rps": " req/s",
+    "concurrency": " in flight",
+}
 
 
 def _unit(metric: Metric) -> str:
@@ -116,9 +125,14 @@ def _hold(inputs: Inputs, message: str = "within thresholds") -> Recommendation:
     return Recommendation(inputs.current, message)
 
 
+def _named(reading: Reading) -> str:
+    """The metric and its value, and where a surge window's value decides, that it does."""
+    surge = " (surge)" if reading.surge else ""
+    return f"{reading.metric}{surge} {reading.value:.1f}{_unit(reading.metric)}"
+
+
 def _up_message(reading: Reading) -> str:
-    unit = _unit(reading.metric)
-    return f"{reading.metric} {reading.value:.1f}{unit} > {reading.thresholds.up:g}{unit}"
+    return f"{_named(reading)} > {reading.thresholds.up:g}{_unit(reading.metric)}"
 
 
 def linear(inputs: Inputs) -> Recommendation:
@@ -134,9 +148,9 @@ def far_above(metric: Metric, up: float) -> float:
     """Where a metric counts as far above its threshold.
 
     Halfway from the threshold to saturation for a percent; twice the threshold for
-    latency and requests per second, which have no ceiling.
+    latency, requests per second and concurrency, which have no ceiling.
     """
-    if metric in {"latency", "rps"}:
+    if metric in {"latency", "rps", "concurrency"}:
         return 2 * up
     return up + (SATURATION_PERCENT - up) / 2
 
@@ -160,7 +174,7 @@ def exponential(inputs: Inputs) -> Recommendation:
     return _all_low(inputs) or _hold(inputs)
 
 
-PROPORTIONAL: frozenset[Metric] = frozenset({"cpu", "memory", "rps"})
+PROPORTIONAL: frozenset[Metric] = frozenset({"cpu", "memory", "rps", "concurrency"})
 """Metrics that fall in proportion as replicas are added: the target rule sizes the service by them."""
 
 
@@ -214,7 +228,7 @@ def target(inputs: Inputs) -> Recommendation:
         replicas, verdict = asked
         goal = reading.thresholds.up
         unit = _unit(reading.metric)
-        message = f"{reading.metric} {reading.value:.1f}{unit} vs target {goal:g}{unit}: {verdict}"
+        message = f"{_named(reading)} vs target {goal:g}{unit}: {verdict}"
         if best is None or replicas > best.replicas:
             best = Recommendation(replicas, message, reading, goal)
     return best or _all_low(inputs) or _hold(inputs)

@@ -16,6 +16,7 @@ from autoscaler.core.model import (
     Policy,
     Reason,
     ServiceState,
+    Thresholds,
 )
 
 COOLDOWN_SLACK = 0.5
@@ -77,8 +78,28 @@ def read_metrics(observation: Observation, policy: Policy, now: float) -> Readin
                 continue
         value = observation.value(metric)
         if value is not None and math.isfinite(value) and value >= 0:
-            fresh.append(Reading(metric, value, policy.thresholds.of(metric)))
+            thresholds = policy.thresholds.of(metric)
+            surge = _surge(observation, policy, thresholds) if metric == "concurrency" else None
+            if surge is not None and surge > value:
+                fresh.append(Reading(metric, surge, thresholds, surge=True))
+            else:
+                fresh.append(Reading(metric, value, thresholds))
     return Readings(tuple(fresh), tuple(idle), applicable)
+
+
+def _surge(observation: Observation, policy: Policy, thresholds: Thresholds) -> float | None:
+    """Concurrency per ready replica over the surge window, when it is far enough above the target to decide.
+
+    A window of METRICS_WINDOW seconds dilutes a surge that began a few seconds before
+    the check; the surge window (a few seconds) does not. It decides only when it is at
+    least ``policy.surge_threshold`` times the target, as Knative's panic mode does:
+    a short window is noisy, and below that a steady load's ups and downs are the long
+    window's to judge. It asks for more, never for fewer (it is used only when higher).
+    """
+    value = observation.per_ready_replica(observation.surge_concurrency)
+    if value is None or not math.isfinite(value) or value < policy.surge_threshold * thresholds.up:
+        return None
+    return value
 
 
 def _since(entries: tuple[tuple[float, int], ...], oldest: float) -> tuple[tuple[float, int], ...]:

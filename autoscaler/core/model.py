@@ -18,9 +18,9 @@ Limit = Literal[
     "min_replicas",
     "max_replicas",
 ]
-Metric = Literal["cpu", "memory", "latency", "errors", "rps"]
-METRICS: tuple[Metric, ...] = ("cpu", "memory", "latency", "errors", "rps")
-REQUEST_METRICS: frozenset[Metric] = frozenset({"latency", "errors", "rps"})
+Metric = Literal["cpu", "memory", "latency", "errors", "rps", "concurrency"]
+METRICS: tuple[Metric, ...] = ("cpu", "memory", "latency", "errors", "rps", "concurrency")
+REQUEST_METRICS: frozenset[Metric] = frozenset({"latency", "errors", "rps", "concurrency"})
 """The metrics measured at the entry point, from the requests it proxied."""
 JUDGED_ON_REQUESTS: frozenset[Metric] = frozenset({"latency", "errors"})
 """Metrics that say nothing without enough requests: a window with too few leaves them idle."""
@@ -46,6 +46,8 @@ class MetricThresholds:
     """Percent of responses that are server errors; up only."""
     rps: Thresholds | None = None
     """Requests per second per ready replica; None when no target is set (then rps is no metric)."""
+    concurrency: Thresholds | None = None
+    """Requests in flight per ready replica; None when no target is set (then it is no metric)."""
 
     def of(self, metric: Metric) -> Thresholds:
         thresholds: Thresholds | None = getattr(self, metric)
@@ -130,6 +132,8 @@ class Policy:
     """Decide, log and report as usual, but change nothing (the daemon's concern, not the core's)."""
     admission: AdmissionLimit | None = None
     """The entry point's rate limit; None: no limit."""
+    surge_threshold: float = 2.0
+    """Concurrency over the surge window at this many times its target decides instead of the window's."""
 
 
 @dataclass(frozen=True)
@@ -152,6 +156,10 @@ class Observation:
     """Requests the entry point answered over the window; None when it was not read."""
     requests_per_second: float | None = None
     """The service's request rate over the window, all replicas together."""
+    concurrency: float | None = None
+    """Mean requests in flight at the entry point over the window, all replicas together."""
+    surge_concurrency: float | None = None
+    """The same over the surge window (a few seconds before the check); None when not read."""
     requests_read_at: float | None = None
     """When the entry point's counters were read, in seconds since the epoch; None if not."""
     behind_entry_point: bool = False
@@ -163,11 +171,15 @@ class Observation:
     changed_at: float | None = None
     """When the service's spec last changed (by anyone), in seconds since the epoch; None if unknown."""
 
+    def per_ready_replica(self, total: float | None) -> float | None:
+        ready = self.ready_replicas or self.current_replicas
+        return None if total is None or ready <= 0 else total / ready
+
     def value(self, metric: Metric) -> float | None:
         if metric == "rps":
-            ready = self.ready_replicas or self.current_replicas
-            rate = self.requests_per_second
-            return None if rate is None or ready <= 0 else rate / ready
+            return self.per_ready_replica(self.requests_per_second)
+        if metric == "concurrency":
+            return self.per_ready_replica(self.concurrency)
         return {
             "cpu": self.cpu_percent,
             "memory": self.memory_percent,

@@ -36,11 +36,12 @@ local function histogram(lines, name, help, buckets, sums)
     end
 end
 
-local function counter(lines, name, help, values)
+local function counter(lines, name, help, values, format)
     lines[#lines + 1] = "# HELP " .. name .. " " .. help
     lines[#lines + 1] = "# TYPE " .. name .. " counter"
+    local line = "%s{%s} " .. (format or "%d")
     for _, labels in ipairs(sorted_keys(values)) do
-        lines[#lines + 1] = string.format("%s{%s} %d", name, labels, values[labels])
+        lines[#lines + 1] = string.format(line, name, labels, values[labels])
     end
 end
 
@@ -76,7 +77,7 @@ local function rate_limits(lines)
 end
 
 function _M.write()
-    local requests, tries = {}, {}
+    local requests, tries, in_flight_seconds, in_flight = {}, {}, {}, {}
     local durations, duration_sums, upstream, upstream_sums = {}, {}, {}, {}
     local lost = 0
     for _, key in ipairs(counters:get_keys(0)) do
@@ -100,14 +101,21 @@ function _M.write()
             duration_sums[f[2]] = value
         elseif f[1] == "v" then
             upstream_sums[f[2]] = value
+        elseif f[1] == "b" then
+            in_flight_seconds['service="' .. label(f[2]) .. '"'] = value
+        elseif f[1] == "i" then
+            in_flight['service="' .. label(f[2]) .. '"'] = value
         elseif f[1] == "lost" then
             lost = value
         end
     end
     for _, service in ipairs(monitor.services()) do
-        -- A service is reported before its first request, with empty histograms.
+        -- A service is reported before its first request, with empty histograms and none in flight.
         durations[service] = durations[service] or {}
         upstream[service] = upstream[service] or {}
+        local labels = 'service="' .. label(service) .. '"'
+        in_flight_seconds[labels] = in_flight_seconds[labels] or 0
+        in_flight[labels] = in_flight[labels] or 0
     end
     local lines = {}
     counter(lines, "entrypoint_requests_total", "Requests answered, by service and status code.", requests)
@@ -119,6 +127,13 @@ function _M.write()
         upstream, upstream_sums)
     counter(lines, "entrypoint_upstream_tries_total",
         "Tries of requests at a task, by the task's address and its status (502: no answer).", tries)
+    counter(lines, "entrypoint_requests_in_flight_seconds_total",
+        "Requests in flight, integrated over time: its rate is the mean number of requests in flight.",
+        in_flight_seconds, "%.6f")
+    gauge(lines, "entrypoint_requests_in_flight", "Requests in flight now (as of each worker's last second).")
+    for _, labels in ipairs(sorted_keys(in_flight)) do
+        lines[#lines + 1] = string.format("entrypoint_requests_in_flight{%s} %d", labels, in_flight[labels])
+    end
     rate_limits(lines)
     lines[#lines + 1] = "# HELP entrypoint_lost_counts_total Counts not kept because the shared memory was full."
     lines[#lines + 1] = "# TYPE entrypoint_lost_counts_total counter"

@@ -9,6 +9,13 @@
 -- Shared memory outlives a reload (SIGHUP), and an exiting worker adds its last counts
 -- at once, so the counters start from zero only when nginx starts.
 --
+-- Requests in flight: a request starts in the access phase (start) and ends in the log
+-- phase. Each worker keeps, per service, how many of its requests are in flight and the
+-- time integral of that number (request-seconds); it adds the integral to a shared
+-- counter at each flush, and its change of the count to a shared gauge. A counter's
+-- increase over a window divided by the window's length is the mean number of requests
+-- in flight over it (concurrency), including requests that have not ended yet.
+--
 -- What a request needs comes in one nginx variable, $entry_request (a map in nginx.conf):
 -- "<status> <request time> <upstream addresses>|<upstream statuses>|<upstream times>".
 -- Reading a variable costs more than all the rest of the counting (the call into nginx
@@ -24,6 +31,9 @@ local edges = {}
 local services = {}
 local pending = {}
 local flushing = false
+-- Per service: this worker's requests in flight, their request-seconds not yet flushed,
+-- when those were last brought up to date, and the count the shared gauge has from it.
+local busy = {}
 
 -- The histograms' upper bucket edges in seconds, ascending (a last, infinite bucket
 -- follows), and the services counted, which are reported from the start with zero counts.
@@ -69,11 +79,40 @@ local function add_all(prefix, amounts)
     end
 end
 
+-- This worker's in-flight record of ``service``, its request-seconds brought up to now.
+local function settled(service)
+    local now = ngx.now()
+    local b = busy[service]
+    if not b then
+        b = { flight = 0, seconds = 0, since = now, shared = 0 }
+        busy[service] = b
+    else
+        b.seconds = b.seconds + b.flight * (now - b.since)
+        b.since = now
+    end
+    return b
+end
+
+local function flush_busy()
+    for service in pairs(busy) do
+        local b = settled(service)
+        if b.seconds > 0 then
+            add("b\t" .. service, b.seconds)
+            b.seconds = 0
+        end
+        if b.flight ~= b.shared then
+            add("i\t" .. service, b.flight - b.shared)
+            b.shared = b.flight
+        end
+    end
+end
+
 local function flush(premature)
     if premature then
         -- The worker is exiting (reload or stop): from now on every request adds its own counts.
         flushing = false
     end
+    flush_busy()
     local batch = pending
     pending = {}
     for service, t in pairs(batch) do
@@ -152,8 +191,19 @@ function _M.requests(service)
     return total
 end
 
+-- A request for ``service`` has started (access phase): one more in flight.
+function _M.start(service)
+    local b = settled(service)
+    b.flight = b.flight + 1
+    ngx.ctx.entry_in_flight = true
+end
+
 -- Counts the request just answered under ``service``'s name.
 function _M.log(service)
+    if ngx.ctx.entry_in_flight then
+        local b = settled(service)
+        b.flight = b.flight - 1
+    end
     local status, request_time, addresses, statuses, times =
         match(ngx.var.entry_request, "^(%d+) (%S+) ([^|]*)|([^|]*)|(.*)$")
     if not status then

@@ -146,6 +146,10 @@ def exposition(service: str, counters: Counters, codes: dict[str, float]) -> str
     )
     lines.append("# TYPE entrypoint_requests_total counter")
     lines += [f'entrypoint_requests_total{{service="{service}",code="{c}"}} {n:g}' for c, n in codes.items()]
+    if counters.in_flight_seconds is not None:
+        lines.append("# TYPE entrypoint_requests_in_flight_seconds_total counter")
+        seconds = counters.in_flight_seconds
+        lines.append(f'entrypoint_requests_in_flight_seconds_total{{service="{service}"}} {seconds:g}')
     return "\n".join(lines) + "\n"
 
 

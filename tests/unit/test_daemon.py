@@ -1,6 +1,7 @@
 import asyncio
 import json
 import math
+from dataclasses import replace
 from http import HTTPStatus
 
 import httpx
@@ -35,7 +36,9 @@ class Harness:
         self.api = FakeDockerApi(services)
         self.now = NOW
         self.cpu = dict(cpu)
-        self.settings = load({"CHECK_INTERVAL": "5", "COOLDOWN_PERIOD": "60", **(environment or {})})
+        self.settings = load(
+            {"CHECK_INTERVAL": "5", "COOLDOWN_PERIOD": "60", "SCALE_UP_COOLDOWN": "60", **(environment or {})}
+        )
         self.reports = None
         self.entry = {}
         """Entry point address → its counters' text (None: it answers 500)."""
@@ -79,6 +82,17 @@ class Harness:
         """A new daemon process: nothing kept in memory."""
         self.daemon_state = None
         self.store = ConfigStateStore(self.api, None) if self.use_store else None
+
+    def read_requests(self):
+        """The early read before a check: the entry points' counters into the history only."""
+
+        async def go():
+            async with httpx.AsyncClient(transport=collector_transport({}, self.entry)) as client:
+                daemon = self.daemon(client)
+                await daemon.read_requests()
+                return daemon
+
+        self.daemon_state = asyncio.run(go()).state
 
     def daemon(self, client):
         daemon = Autoscaler(
@@ -129,6 +143,21 @@ class TestAutoscaler:
         assert len(harness.api.updates) == 1
         assert state.services["s_web"].decision.reason.limited_by == ("cooldown",)
         harness.now += 31
+        harness.check()
+        assert len(harness.api.updates) == 2
+
+    def test_a_scale_up_waits_for_the_replicas_it_added_to_be_measured(self):
+        """No cooldown: the next scale-up comes at the first check that measures every replica."""
+        harness = Harness([web()], {"s_web": 95.0}, {"SCALE_UP_COOLDOWN": "0"})
+        before = harness.collector_answers()
+        harness.check()
+        harness.reports = before  # the engine runs a fourth task; the collector has not measured it yet
+        harness.now += 5
+        state = harness.check()
+        assert len(harness.api.updates) == 1
+        assert state.services["s_web"].decision.reason.limited_by == ("replicas_starting",)
+        harness.reports = None  # now it has
+        harness.now += 5
         harness.check()
         assert len(harness.api.updates) == 2
 
@@ -553,6 +582,47 @@ class TestRequestMetrics:
         state = harness.check()
         assert state.services["s_web"].decision.reason.limited_by == ("missing_metrics",)
         assert ("entrypoint", ENTRY) in state.problems.active
+
+
+class TestConcurrency:
+    """Requests in flight at the entry point, over the window and over the surge window."""
+
+    def test_the_early_read_makes_the_surge_window_and_a_surge_is_met_in_one_step(self):
+        environment = {
+            "SCALING_ALGORITHM": "target",
+            "TARGET_CONCURRENCY_PER_REPLICA": "2",
+            "SCALE_UP_COOLDOWN": "0",
+            "CHECK_INTERVAL": "30",
+            "SURGE_WINDOW": "6",
+        }
+        harness = Harness([web(labels={"com.docker.stack.namespace": "s"})], {"s_web": 30.0}, environment)
+
+        def entry_point(requests, in_flight_seconds):
+            counters = replace(counted([0.05] * requests), in_flight_seconds=in_flight_seconds)
+            return {ENTRY: exposition("web", counters, {"200": requests})}
+
+        harness.entry = entry_point(0, 0.0)
+        harness.check()
+        harness.now += 24
+        harness.entry = entry_point(100, 12.0)  # half a request in flight for 24 s
+        harness.read_requests()
+        harness.now += 6
+        harness.entry = entry_point(130, 156.0)  # then 24 in flight for 6 s: a surge
+        record = harness.check().services["s_web"]
+        assert record.observation.concurrency == pytest.approx(156 / 30)
+        assert record.observation.surge_concurrency == pytest.approx(24)
+        reason = record.decision.reason
+        # ceil(3 × 8 / 2) = 12, capped by the rate limit at 3 + 4.
+        assert (reason.metric, reason.recommendation, record.decision.desired_replicas) == (
+            "concurrency",
+            12,
+            7,
+        )
+        assert "surge" in reason.message
+        shown = harness.status()["services"]["s_web"]["requests"]
+        assert shown["surge_window_seconds"] == 6
+        assert shown["surge_concurrency_per_ready_replica"] == 8
+        assert shown["concurrency_per_ready_replica"] == pytest.approx(156 / 30 / 3, abs=0.001)
 
 
 class TestConfigStateStore:

@@ -1,6 +1,7 @@
 import itertools
 import json
 import math
+import random
 from dataclasses import replace
 
 import pytest
@@ -632,6 +633,126 @@ class TestScaleUpWaitsForEvidence:
         observation = observe(4, cpu=95, memory=10, ready=3)
         assert decide_once(observation, chosen, ServiceState(last_scaled_at=NOW - 300)).desired_replicas == 5
         assert decide_once(observation, chosen, ServiceState(last_scaled_at=NOW - 20)).desired_replicas == 4
+
+
+def in_flight(replicas, concurrency, surge=None, cpu=30.0, age=5.0):
+    """An observation of requests in flight at the entry point: over the window and the surge window."""
+    return Observation(
+        current_replicas=replicas,
+        ready_replicas=replicas,
+        cpu_percent=cpu,
+        memory_percent=10,
+        requests=1000,
+        requests_per_second=100,
+        latency_ms=50,
+        error_percent=0,
+        concurrency=concurrency,
+        surge_concurrency=surge,
+        requests_read_at=NOW - age,
+        behind_entry_point=True,
+        sampled_at=NOW - age,
+    )
+
+
+class TestConcurrency:
+    def test_target_sizes_the_service_in_proportion(self):
+        """12 in flight on 4 replicas with a target of 2: ceil(4 × 3 / 2) = 6."""
+        chosen = policy("target", TARGET_CONCURRENCY_PER_REPLICA="2")
+        decision = decide_once(in_flight(4, 12.0), chosen)
+        assert (decision.reason.metric, decision.desired_replicas) == ("concurrency", 6)
+
+    def test_a_surge_is_met_in_one_step_at_the_first_check(self):
+        """The window still averages the quiet seconds before it; the surge window shows it all."""
+        chosen = policy("target", TARGET_CONCURRENCY_PER_REPLICA="2")
+        decision = decide_once(in_flight(2, concurrency=3.0, surge=24.0), chosen)
+        assert decision.desired_replicas == 12
+        assert decision.reason.message.startswith("concurrency (surge) 12.0 in flight vs target 2 in flight")
+
+    def test_a_surge_below_its_threshold_is_the_windows_to_judge(self):
+        """1.5 times the target over a few seconds is noise a steady load has: the window decides."""
+        chosen = policy("target", TARGET_CONCURRENCY_PER_REPLICA="2", SURGE_THRESHOLD="2")
+        decision = decide_once(in_flight(2, concurrency=3.6, surge=6.0), chosen)
+        assert decision.desired_replicas == 2
+        assert "surge" not in decision.reason.message
+
+    def test_a_surge_window_never_asks_for_fewer(self):
+        chosen = policy("target", TARGET_CONCURRENCY_PER_REPLICA="2", SURGE_THRESHOLD="1")
+        decision = decide_once(in_flight(4, concurrency=24.0, surge=10.0), chosen)
+        assert decision.desired_replicas == 12
+
+    @pytest.mark.parametrize("surge", [math.nan, math.inf, -5.0, None])
+    def test_a_surge_window_that_is_not_a_number_is_no_surge(self, surge):
+        chosen = policy("target", TARGET_CONCURRENCY_PER_REPLICA="2")
+        assert decide_once(in_flight(2, concurrency=4.0, surge=surge), chosen).desired_replicas == 2
+
+    def test_linear_adds_one_above_the_target_and_removes_one_below_half(self):
+        chosen = policy("linear", TARGET_CONCURRENCY_PER_REPLICA="2", SCALING_METRICS="concurrency")
+        assert decide_once(in_flight(3, 9.0), chosen).desired_replicas == 4
+        assert decide_once(in_flight(3, 2.0), chosen).desired_replicas == 2
+
+    def test_missing_concurrency_blocks_scale_down(self):
+        chosen = policy("target", TARGET_CONCURRENCY_PER_REPLICA="2", SCALING_METRICS="cpu,concurrency")
+        decision = decide_once(in_flight(4, None, cpu=5.0), chosen)
+        assert decision.desired_replicas == 4
+        assert decision.reason.limited_by == ("missing_metrics",)
+
+    @pytest.mark.parametrize("algorithm", ["target", "predictive"])
+    def test_a_steady_noisy_load_does_not_flap(self, algorithm):
+        """Two hours at 70 % of the target, the surge window as noisy as a 6 s count is: no change."""
+        chosen = parse_policy(
+            {"SCALING_ALGORITHM": algorithm, "TARGET_CONCURRENCY_PER_REPLICA": "2", "CHECK_INTERVAL": "30"}
+        )
+        generator = random.Random(7)  # noqa: S311 - reproducible noise, not secrets
+        mean = 0.7 * 2 * 2  # in flight, on the 2 replicas of the minimum
+
+        def noisy(seconds):
+            # Requests in flight counted over ``seconds``, as a Poisson count of arrivals is noisy.
+            arrivals = sum(1 for _ in range(int(mean * seconds * 4)) if generator.random() < 0.25)
+            return arrivals / seconds
+
+        steps = [
+            (
+                30 * step,
+                lambda replicas: {
+                    "ready_replicas": replicas,
+                    "cpu_percent": 100 * 0.7 * 0.7 * 2 / replicas,
+                    "memory_percent": 10.0,
+                    "requests": 1000.0,
+                    "latency_ms": 80.0,
+                    "error_percent": 0.0,
+                    "concurrency": noisy(30),
+                    "surge_concurrency": noisy(6),
+                },
+            )
+            for step in range(240)
+        ]
+        trail, _ = run(chosen, steps, 2)
+        assert changes_of(trail) == []
+
+    def test_the_steady_test_sees_a_flap_when_the_surge_window_always_decides(self):
+        """The same load, with a surge threshold of 1: the noise of a short window does make it change."""
+        chosen = parse_policy(
+            {"SCALING_ALGORITHM": "target", "TARGET_CONCURRENCY_PER_REPLICA": "2", "SURGE_THRESHOLD": "1"}
+        )
+        generator = random.Random(7)  # noqa: S311 - reproducible noise, not secrets
+        steps = [
+            (
+                30 * step,
+                {
+                    "ready_replicas": 2,
+                    "cpu_percent": 49.0,
+                    "memory_percent": 10.0,
+                    "requests": 1000.0,
+                    "latency_ms": 80.0,
+                    "error_percent": 0.0,
+                    "concurrency": 2.8,
+                    "surge_concurrency": generator.gauss(2.8, 1.0),
+                },
+            )
+            for step in range(240)
+        ]
+        trail, _ = run(chosen, steps, 2)
+        assert changes_of(trail) != []
 
 
 class TestOutsideChangesOverTime:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
@@ -76,6 +77,29 @@ class TestMeasurement:
         with httpx.Client(base_url=proxy.entry) as client:
             client.get("/api/ok")
         assert parse(proxy.counters(8)).services["web"].requests == 8
+
+    def test_requests_in_flight_are_counted_while_they_last(self, proxy):
+        """The gauge shows them before they end; the request-seconds add up to the time they took."""
+
+        def slow_request(_: int) -> float:
+            started = time.monotonic()
+            assert httpx.get(proxy.entry + "/api/sleep", params={"ms": 1500}, timeout=30).status_code == 200
+            return time.monotonic() - started
+
+        with ThreadPoolExecutor(6) as pool:
+            durations = pool.map(slow_request, range(6))
+            time.sleep(2 * FLUSH_INTERVAL - 0.2)  # every worker has flushed since they started
+            during = httpx.get(proxy.metrics).text
+            seen = list(durations)
+        assert samples(during, "entrypoint_requests_in_flight") == {(("service", "web"),): 6}
+        counted_during = parse(during).services["web"].in_flight_seconds
+        assert counted_during is not None
+        assert counted_during >= 6 * 0.5, "requests not yet ended count too"
+        after = proxy.counters(6)
+        assert samples(after, "entrypoint_requests_in_flight") == {(("service", "web"),): 0}
+        busy = parse(after).services["web"].in_flight_seconds
+        assert busy is not None
+        assert 6 * 1.5 <= busy <= sum(seen)
 
     def test_requests_outside_the_proxied_location_are_not_counted(self, proxy):
         assert httpx.get(proxy.entry + "/nginx-health").status_code == 200

@@ -9,7 +9,7 @@ from autoscaler.entrypoint import read_entry_points
 from autoscaler.settings import EntryPointSettings
 from tests.unit.fakes import ENTRYPOINT_PORT, collector_transport, counted, exposition
 
-SETTINGS = EntryPointSettings(address="tasks.nginx", port=ENTRYPOINT_PORT, window=15)
+SETTINGS = EntryPointSettings(address="tasks.nginx", port=ENTRYPOINT_PORT, window=15, surge_window=6)
 FIRST, SECOND = "10.0.0.7", "10.0.0.8"
 
 

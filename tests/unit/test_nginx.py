@@ -68,7 +68,9 @@ class TestRender:
         assert 'require("monitor").init(' in config
         assert '{"web", "shop"})' in config
         location = (
-            'location /shop/ {\n            access_by_lua_block {\n                require("ratelimit")'
+            "location /shop/ {\n            access_by_lua_block {\n"
+            '                require("monitor").start("shop")\n'
+            '                require("ratelimit")'
         )
         assert location + '.admit("shop")' in config
         assert 'require("balancer").route("shop")' in config

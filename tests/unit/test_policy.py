@@ -72,6 +72,11 @@ class TestParsePolicy:
         policy = parse_policy({"SCALING_METRICS": "latency, cpu"})
         assert (policy.metrics, policy.metrics_by_default) == (("latency", "cpu"), False)
 
+    def test_concurrency_without_a_target_is_refused(self):
+        with pytest.raises(ConfigError) as raised:
+            parse_policy({"SCALING_METRICS": "cpu,concurrency"})
+        assert raised.value.problem == "concurrency needs TARGET_CONCURRENCY_PER_REPLICA"
+
     def test_rps_without_a_target_is_refused(self):
         with pytest.raises(ConfigError) as raised:
             parse_policy({"SCALING_METRICS": "cpu,rps"})
@@ -131,6 +136,17 @@ class TestServicePolicy:
         )
         assert policy.max_replicas == 4
         assert policy.thresholds.cpu.up == 50
+
+    def test_the_concurrency_target_has_a_short_label(self):
+        """autoscaler.target_concurrency sets TARGET_CONCURRENCY_PER_REPLICA; a bad value names that label."""
+        policy = service_policy({}, {"autoscaler.target_concurrency": "3"})
+        assert policy.thresholds.concurrency == Thresholds(up=3, down=1.5)
+        assert "concurrency" in policy.metrics
+        with pytest.raises(ConfigError) as caught:
+            service_policy({}, {"autoscaler.target_concurrency": "0"})
+        assert caught.value.name == "autoscaler.target_concurrency"
+        with pytest.raises(ConfigError):
+            service_policy({}, {"autoscaler.target_concurrency_per_replica": "3"})
 
     def test_a_bad_label_is_named_by_the_label(self):
         with pytest.raises(ConfigError) as caught:
@@ -234,6 +250,13 @@ class TestLoadSettings:
         assert settings.loop.check_interval == 30
         assert settings.collectors.address == "tasks.metrics-collector"
         assert settings.server.port == 8080
+
+    @pytest.mark.parametrize("value", ["0", "nan", "soon"])
+    def test_the_surge_window_is_a_positive_number_of_seconds(self, value):
+        assert load({}).entry_point.surge_window == 6
+        with pytest.raises(ConfigError) as caught:
+            load({"SURGE_WINDOW": value})
+        assert caught.value.name == "SURGE_WINDOW"
 
     @pytest.mark.parametrize("value", ["-1", "0", "soon"])
     def test_check_interval_must_be_positive(self, value):

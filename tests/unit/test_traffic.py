@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 import random
+from dataclasses import replace
 
 import pytest
 
-from autoscaler.traffic import Counters, Reading, merged, parse, since
+from autoscaler.traffic import Counters, Reading, last_step, merged, parse, since
 from nginx.config import DURATION_BUCKETS
 from tests.unit.fakes import counted, exposition
 
@@ -140,3 +141,51 @@ class TestWindows:
         windows, _ = merged([{"web": (counted([0.01] * 40, errors=2), 10.0)}])
         assert windows["web"].error_percent == pytest.approx(5.0)
         assert merged([{"web": (counted([]), 10.0)}])[0]["web"].error_percent is None
+
+
+def busy(seconds: float | None, requests: int = 10) -> Counters:
+    """Counters of ``requests`` fast requests and ``seconds`` request-seconds in flight."""
+    return replace(counted([0.01] * requests), in_flight_seconds=seconds)
+
+
+class TestConcurrency:
+    def test_the_request_seconds_in_flight_are_read(self):
+        reading = parse(exposition("web", busy(42.5), {"200": 10}))
+        assert reading.services["web"].in_flight_seconds == 42.5
+
+    def test_an_entry_point_that_does_not_count_them_has_none(self):
+        reading = parse(exposition("web", busy(None), {"200": 10}))
+        assert reading.services["web"].in_flight_seconds is None
+
+    @pytest.mark.parametrize("value", ["NaN", "+Inf", "-3"])
+    def test_a_value_that_is_not_a_count_leaves_the_service_out(self, value):
+        text = exposition("web", busy(None), {"200": 10})
+        text += "# TYPE entrypoint_requests_in_flight_seconds_total counter\n"
+        text += f'entrypoint_requests_in_flight_seconds_total{{service="web"}} {value}\n'
+        reading = parse(text)
+        assert "web" not in reading.services
+        assert "web" in reading.malformed
+
+    def test_concurrency_is_the_request_seconds_over_the_window_added_up_over_instances(self):
+        """Little's law: 30 request-seconds in 10 s is 3 in flight on average; two instances add."""
+        first = [(0.0, Reading({"web": busy(100.0)})), (10.0, Reading({"web": busy(130.0, 20)}))]
+        second = [(0.0, Reading({"web": busy(0.0)})), (5.0, Reading({"web": busy(5.0, 15)}))]
+        totals, _ = merged([since(first, 10.0, 10), since(second, 10.0, 10)])
+        assert totals["web"].concurrency == pytest.approx(3 + 1)
+
+    def test_an_instance_without_the_counter_makes_it_unknown(self):
+        old = [(0.0, Reading({"web": busy(None)})), (10.0, Reading({"web": busy(None, 20)}))]
+        new = [(0.0, Reading({"web": busy(0.0)})), (10.0, Reading({"web": busy(20.0, 20)}))]
+        totals, _ = merged([since(new, 10.0, 10), since(old, 10.0, 10)])
+        assert totals["web"].concurrency is None
+
+    def test_the_last_step_is_the_two_newest_readings_if_they_are_close(self):
+        history = [
+            (0.0, Reading({"web": busy(0.0)})),
+            (24.0, Reading({"web": busy(24.0, 20)})),
+            (30.0, Reading({"web": busy(84.0, 30)})),
+        ]
+        ((counters, span),) = last_step(history, 12).values()
+        assert (counters.in_flight_seconds, span) == (60.0, 6.0)
+        assert last_step(history[:2], 12) == {}, "a step longer than allowed is no surge window"
+        assert last_step(history[:1], 12) == {}
