@@ -305,7 +305,11 @@ def decide(observation: Observation, policy: Policy, state: ServiceState, now: f
     else:
         desired = apply("rate_limit", desired, _rate_limited(policy, changes, now, current, desired))
         left = _cooldown_left(policy, state, now, current, desired)
-        starting = _starting(policy, state, observation, now) if desired > current else 0
+        # A surge's count is the requests in flight over the target, all replicas together: it
+        # already provides for the replicas still starting, and waiting for them is what a surge
+        # cannot afford.
+        surge = recommendation.deciding is not None and recommendation.deciding.surge
+        starting = _starting(policy, state, observation, now) if desired > current and not surge else 0
         if left > 0:
             cooldown_remaining = math.ceil(left * 10) / 10
             desired = apply("cooldown", desired, current)

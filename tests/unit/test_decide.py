@@ -668,6 +668,16 @@ class TestConcurrency:
         assert decision.desired_replicas == 12
         assert decision.reason.message.startswith("concurrency (surge) 12.0 in flight vs target 2 in flight")
 
+    def test_a_surge_does_not_wait_for_replicas_still_starting(self):
+        """One replica added a check ago is starting; the surge asks for the total it needs at once."""
+        chosen = policy("target", TARGET_CONCURRENCY_PER_REPLICA="2", REPLICA_STARTUP_TIME="60")
+        seen = replace(in_flight(3, concurrency=3.0, surge=24.0), ready_replicas=2)
+        decision = decide_once(seen, chosen, ServiceState(replicas=3, last_scaled_at=NOW - 5))
+        assert decision.desired_replicas == 12
+        calm = replace(in_flight(3, concurrency=9.0), ready_replicas=2)
+        held = decide_once(calm, chosen, ServiceState(replicas=3, last_scaled_at=NOW - 5))
+        assert held.reason.limited_by == ("replicas_starting",)
+
     def test_a_surge_below_its_threshold_is_the_windows_to_judge(self):
         """1.5 times the target over a few seconds is noise a steady load has: the window decides."""
         chosen = policy("target", TARGET_CONCURRENCY_PER_REPLICA="2", SURGE_THRESHOLD="2")
