@@ -1,4 +1,4 @@
-"""The autoscaler's HTTP endpoints: /health, /metrics, /status, /routes."""
+"""The autoscaler's HTTP endpoints: / (the status page), /health, /metrics, /status, /routes."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
 
+from autoscaler import page
 from autoscaler.daemon import DaemonState, ServiceRecord
 from autoscaler.swarm import name_in_stack
 from autoscaler.traffic import REPORTED_QUANTILES, Window
@@ -91,6 +92,12 @@ def _service_status(record: ServiceRecord) -> dict[str, Any]:
     if record.requests is not None:
         ready = record.observation.ready_replicas if record.observation else None
         entry["requests"] = requests_status(record.requests, record.recent_requests, ready)
+    timeline = record.timeline
+    entry["last_hour"] = [
+        [point.at, point.desired, point.ready, point.metric, point.value, point.threshold]
+        for point in timeline.points
+    ]
+    entry["last_changes"] = [asdict(change) for change in reversed(timeline.changes)]
     return entry
 
 
@@ -161,6 +168,7 @@ def routes(
     return {
         "/health": health,
         "/metrics": metrics,
+        "/": lambda: Response(HTTPStatus.OK, page.render(status(state), clock()).encode(), page.CONTENT_TYPE),
         "/status": lambda: Response.json(HTTPStatus.OK, status(state)),
         "/routes": lambda: Response.json(HTTPStatus.OK, routing_table(state)),
     }

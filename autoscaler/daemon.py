@@ -26,6 +26,7 @@ from autoscaler.routing import RoutedService, route_of
 from autoscaler.settings import Settings
 from autoscaler.state_store import ConfigStateStore
 from autoscaler.swarm import RunningTask, StaleServiceError, Swarm, SwarmService, name_in_stack
+from autoscaler.timeline import Timeline
 from autoscaler.traffic import Window
 from common.config import ConfigError
 from common.lifecycle import sleep_unless_stopped
@@ -51,6 +52,8 @@ class ServiceRecord:
     """The same over the surge window."""
     labels: dict[str, str] | None = None
     """The labels at the last check, to tell which label an operator just changed."""
+    timeline: Timeline = field(default_factory=Timeline)
+    """Its last hour of checks and its last changes, for the status page."""
 
     @property
     def rate_limit_rps(self) -> float | None:
@@ -406,6 +409,9 @@ class Autoscaler:
             changed = True
             self._log_change(service, decision)
             break
+        if record.decision is not None:
+            ready = record.observation.ready_replicas if record.observation else None
+            record.timeline.add(record.decision, ready, now, changed)
         state.memory[service.id] = memory
         await self._save(service, memory, now, urgent=changed)
 

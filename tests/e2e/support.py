@@ -35,6 +35,8 @@ SETTINGS = {
     "SCALE_DOWN_STABILIZATION": "20",
     "SAMPLE_INTERVAL": "2",
     "METRICS_WINDOW": "10",
+    # Read the entry points 2 s before each 5 s check: the surge window.
+    "SURGE_WINDOW": "2",
     "CONTAINER_REFRESH_INTERVAL": "4",
     "MIN_REPLICAS": "2",
     "MAX_REPLICAS": "10",

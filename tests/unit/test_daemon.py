@@ -161,6 +161,20 @@ class TestAutoscaler:
         harness.check()
         assert len(harness.api.updates) == 2
 
+    def test_the_status_page_and_status_show_the_last_hour_and_the_changes(self):
+        harness = Harness([web()], {"s_web": 95.0})
+        harness.check()
+        harness.now += 30
+        harness.check()
+        entry = harness.status()["services"]["s_web"]
+        assert [point[:3] for point in entry["last_hour"]] == [[NOW, 4, 3], [NOW + 30, 4, 4]]
+        assert [(change["replicas_from"], change["replicas_to"]) for change in entry["last_changes"]] == [
+            (3, 4)
+        ]
+        page = harness.handlers()["/"]()
+        assert page.content_type.startswith("text/html")
+        assert 'data-service="s_web"' in page.body.decode()
+
     def test_a_recently_updated_service_starts_in_cooldown(self):
         recent = "2027-01-15T08:00:00Z"  # NOW is 2027-01-15T08:00:00Z
         harness = Harness([web(updated_at=recent)], {"s_web": 95.0})
