@@ -8,7 +8,6 @@ Prometheus, reading the autoscaler's /metrics, puts ServiceAtMaxReplicas pending
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -17,7 +16,7 @@ import httpx
 import pytest
 
 from tests.e2e.support import ROOT, Stack, keep, start_load, stop_load, wait_until
-from tests.e2e.test_routing import create, entry_services
+from tests.e2e.test_routing import routed_service
 
 pytestmark = pytest.mark.e2e
 
@@ -64,13 +63,8 @@ def hot(stack: Stack) -> Iterator[Stack]:
         "entrypoint.path": "/api/work",
         "entrypoint.port": "8000",
     }
-    create(stack, HOT, labels, replicas=1, options=["--limit-cpu", "0.1"])
-    try:
-        wait_until("the hot service routed", lambda: HOT in entry_services(stack), bool, 120)
+    with routed_service(stack, HOT, labels, replicas=1, options=["--limit-cpu", "0.1"]):
         yield stack
-    finally:
-        subprocess.run(["docker", "service", "rm", stack.service(HOT)], capture_output=True, check=False)
-        wait_until("the route gone", lambda: HOT not in entry_services(stack), bool, 60)
 
 
 class TestMonitoring:

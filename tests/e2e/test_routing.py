@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import httpx
 import pytest
@@ -40,6 +41,20 @@ def create(
 def entry_services(stack: Stack) -> dict[str, object]:
     status = httpx.get(stack.entry_metrics.replace("/metrics", "/nginx/status"), timeout=5).json()
     return dict(status["services"])
+
+
+@contextmanager
+def routed_service(
+    stack: Stack, name: str, labels: dict[str, str], replicas: int, options: Sequence[str] = ()
+) -> Iterator[None]:
+    """A demo API service with a route label, routed at the entry point while ``with`` lasts, then removed."""
+    create(stack, name, labels, replicas, options)
+    try:
+        wait_until(f"the {name} service routed", lambda: name in entry_services(stack), bool, 120)
+        yield
+    finally:
+        subprocess.run(["docker", "service", "rm", stack.service(name)], capture_output=True, check=False)
+        wait_until("the route gone", lambda: name not in entry_services(stack), bool, 60)
 
 
 @pytest.fixture

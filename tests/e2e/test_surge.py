@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -23,7 +22,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.support import ROOT, Stack, keep, start_load, stop_load, wait_until
-from tests.e2e.test_routing import create, entry_services
+from tests.e2e.test_routing import routed_service
 
 pytestmark = pytest.mark.e2e
 
@@ -103,13 +102,8 @@ def surging(stack: Stack) -> Iterator[Stack]:
         "entrypoint.path": "/api/wait",
         "entrypoint.port": "8000",
     }
-    create(stack, SURGE, labels, replicas=2)
-    try:
-        wait_until("the surge service routed", lambda: SURGE in entry_services(stack), bool, 120)
+    with routed_service(stack, SURGE, labels, replicas=2):
         yield stack
-    finally:
-        subprocess.run(["docker", "service", "rm", stack.service(SURGE)], capture_output=True, check=False)
-        wait_until("the route gone", lambda: SURGE not in entry_services(stack), bool, 60)
 
 
 class TestSurge:
