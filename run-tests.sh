@@ -18,6 +18,8 @@ command -v nginx >/dev/null || missing+=(nginx-light)
 [ -f /usr/lib/nginx/modules/ngx_http_lua_module.so ] || missing+=(libnginx-mod-http-lua)
 # Unit tests check monitoring/ with promtool, which comes with Prometheus.
 command -v promtool >/dev/null || missing+=(prometheus)
+# The end-to-end tests render the status page in a real headless browser.
+command -v chromium >/dev/null || missing+=(chromium fonts-dejavu-core)
 if [ ${#missing[@]} -gt 0 ]; then
     say "installing ${missing[*]}"
     apt-get update -qq
@@ -38,7 +40,7 @@ say "mypy --strict"
 say "pytest"
 # Written by the end-to-end tests of this run only.
 reports=(build/e2e-report.json build/e2e-operations.json build/e2e-request-metrics.json build/e2e-zero-drop.json
-    build/e2e-monitoring.json build/e2e-surge.json)
+    build/e2e-monitoring.json build/e2e-surge.json build/e2e-status-page.json)
 rm -f "${reports[@]}"
 status=0
 .venv/bin/pytest "$@" || status=$?

@@ -29,7 +29,7 @@ th { background: #f0f0f0; font-weight: 600; }
 .num { font-variant-numeric: tabular-nums; white-space: nowrap; }
 .over { color: #b00020; font-weight: 600; }
 .problem { color: #b00020; }
-.changes { margin: 0; padding-left: 1.1em; color: #444; font-size: .92em; }
+.changes { margin: 0; padding-left: 1.1em; color: #444; font-size: .92em; min-width: 24em; }
 svg { background: #fcfcfc; border: 1px solid #e4e4e4; }
 .legend { color: #666; font-size: .85em; }
 """

@@ -136,8 +136,10 @@ class TestSurge:
         assert seen_at is not None, "the entry point never had the surge in flight"
         decisions = sorted(watch.decisions.values(), key=lambda seen: seen.decided_at)
         within = next(
-            seen for seen in decisions if seen.window_start is not None and seen.window_start >= seen_at
+            (seen for seen in decisions if seen.window_start is not None and seen.window_start >= seen_at),
+            None,
         )
+        assert within is not None, f"no check with its surge window after {seen_at}: {decisions}"
         steps_up = [
             seen for seen in decisions if seen.desired > seen.current and seen.decided_at <= within.decided_at
         ]
