@@ -71,8 +71,14 @@ def arguments_after(command: Command, prefixes: tuple[str, ...]) -> list[str]:
     return command.words[len(prefix.split()) :]
 
 
-def documented_variables() -> set[str]:
-    return set(re.findall(r"^\| `([A-Z_]+)` \|", README, re.MULTILINE))
+DOCUMENTED = set(re.findall(r"^\| `([A-Z_]+)` \|", README, re.MULTILINE))
+"""The variables of the README's table."""
+SOURCES = "".join(
+    path.read_text()
+    for path in [*ROOT.glob("*.sh"), ROOT / "stack.yml", *ROOT.glob("*/**/*.py")]
+    if ".venv" not in path.parts and path.is_file()
+)
+"""Every script, stack file and Python source, read once: where a variable must be read."""
 
 
 class TestReadmeCommands:
@@ -98,14 +104,9 @@ class TestReadmeCommands:
 
     @pytest.mark.parametrize("command", COMMANDS, ids=lambda command: command.text[:60])
     def test_every_variable_a_command_sets_is_documented_and_read(self, command):
-        sources = "".join(
-            path.read_text()
-            for path in [*ROOT.glob("*.sh"), ROOT / "stack.yml", *ROOT.glob("*/**/*.py")]
-            if ".venv" not in path.parts and path.is_file()
-        )
         for name in command.variables:
-            assert name in documented_variables(), f"{command.text}: {name} is not in the variables table"
-            assert name in sources, f"{command.text}: nothing reads {name}"
+            assert name in DOCUMENTED, f"{command.text}: {name} is not in the variables table"
+            assert name in SOURCES, f"{command.text}: nothing reads {name}"
 
     @pytest.mark.parametrize("command", COMMANDS, ids=lambda command: command.text[:60])
     def test_every_endpoint_a_command_asks_for_is_documented(self, command):
