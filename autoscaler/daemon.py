@@ -24,6 +24,7 @@ from autoscaler.policy import service_policy
 from autoscaler.problems import Problems
 from autoscaler.routing import RoutedService, route_of
 from autoscaler.settings import Settings
+from autoscaler.sources import SourceReading, read_source
 from autoscaler.state_store import ConfigStateStore
 from autoscaler.swarm import RunningTask, StaleServiceError, Swarm, SwarmService, name_in_stack
 from autoscaler.timeline import Timeline
@@ -54,6 +55,8 @@ class ServiceRecord:
     """The labels at the last check, to tell which label an operator just changed."""
     timeline: Timeline = field(default_factory=Timeline)
     """Its last hour of checks and its last changes, for the status page."""
+    source: SourceReading | None = None
+    """Its metric source at the last check, if it has one."""
 
     @property
     def rate_limit_rps(self) -> float | None:
@@ -319,9 +322,25 @@ class Autoscaler:
         recent = next((requests.recent[name] for name in names if name in requests.recent), None)
         return ServiceWindows(behind, window, recent)
 
+    async def _read_source(self, service: SwarmService, policy: Policy) -> SourceReading | None:
+        """The service's metric source, if it has one; what its endpoints get wrong is its problem only."""
+        if policy.source is None:
+            return None
+        reading = await read_source(policy.source, self._http, self._resolve, self._clock)
+        if reading.problems:
+            details = "; ".join(f"{url}: {problem}" for url, problem in sorted(reading.problems.items()))
+            self.state.problems.set("source", service.name, details)
+        else:
+            self.state.problems.clear("source", service.name)
+        return reading
+
     @staticmethod
     def _observe(
-        service: SwarmService, inputs: Inputs, policy: Policy, requests: ServiceWindows
+        service: SwarmService,
+        inputs: Inputs,
+        policy: Policy,
+        requests: ServiceWindows,
+        source: SourceReading | None = None,
     ) -> Observation:
         """What is known of the service; tasks no collector measured make it incomplete."""
         assert service.replicas is not None  # noqa: S101 - global services are skipped before
@@ -336,13 +355,17 @@ class Autoscaler:
             ready, unmeasured = len(measured), max(0, service.replicas - len(measured))
         return Observation(
             current_replicas=service.replicas,
-            ready_replicas=ready or None,
+            # With the task list, 0 ready is known (all still starting); without it, unknown.
+            ready_replicas=ready if tasks is not None else ready or None,
             cpu_percent=metrics.cpu_percent if metrics else None,
             memory_percent=metrics.memory_percent if metrics else None,
             sampled_at=metrics.sampled_at if metrics else None,
             unmeasured_tasks=unmeasured,
             changed_at=service.updated_at,
             behind_entry_point=requests.behind,
+            external=source.value if source else None,
+            external_per_replica=policy.source is not None and policy.source.per_replica,
+            external_read_at=source.read_at if source else None,
             **_request_fields(requests, inputs.requests.read_at, policy),
         )
 
@@ -375,11 +398,12 @@ class Autoscaler:
         if policy is None:
             return
         memory = state.memory.get(service.id, ServiceState())
+        record.source = await self._read_source(service, policy)
         requests = self._requests(service, inputs.requests)
         record.requests, record.recent_requests = requests.window, requests.recent
         changed = False
         for attempt in range(1, STALE_RETRIES + 1):
-            observation = self._observe(service, inputs, policy, requests)
+            observation = self._observe(service, inputs, policy, requests, record.source)
             decision = core.decide(observation, policy, memory, now)
             self._record_decision(service, record, observation, decision, policy, now)
             if not decision.changes or policy.dry_run:

@@ -19,10 +19,12 @@ from autoscaler.core.model import (
     Behaviour,
     Forecasting,
     Metric,
+    MetricSource,
     MetricThresholds,
     RateLimit,
     Thresholds,
 )
+from autoscaler.sources import SOURCE_PREFIX, parse_source
 from common.config import DAY, ConfigError, raw, read_bool, read_choice, read_float, read_int
 
 LABEL_PREFIX = "autoscaler."
@@ -75,7 +77,7 @@ WEEK = 7 * DAY
 
 # (lowest, highest) of every numeric policy variable.
 BOUNDS: dict[str, tuple[float, float]] = {
-    "MIN_REPLICAS": (1, MOST_REPLICAS),
+    "MIN_REPLICAS": (0, MOST_REPLICAS),
     "MAX_REPLICAS": (1, MOST_REPLICAS),
     "COOLDOWN_PERIOD": (0, DAY),
     "SCALE_UP_COOLDOWN": (0, DAY),
@@ -208,6 +210,7 @@ TARGETS: dict[Metric, str] = {
     "concurrency": "TARGET_CONCURRENCY_PER_REPLICA",
 }
 """Metrics that exist only with a target, and the variable that sets it."""
+SOURCE_NEEDED = f"a metric source (the {SOURCE_PREFIX}* labels)"
 
 
 def _metrics(
@@ -223,7 +226,7 @@ def _metrics(
         raise ConfigError("SCALING_METRICS", text, f"must be a comma-separated list of {', '.join(METRICS)}")
     for metric, target in targeted.items():
         if metric in names and target is None:
-            raise ConfigError("SCALING_METRICS", text, f"{metric} needs {TARGETS[metric]}")
+            raise ConfigError("SCALING_METRICS", text, f"{metric} needs {TARGETS.get(metric, SOURCE_NEEDED)}")
     return tuple(dict.fromkeys(cast("tuple[Metric, ...]", names))), False
 
 
@@ -270,11 +273,16 @@ def _flag(source: Mapping[str, str], name: str) -> bool:
     return read_bool(source, name, POLICY_VARIABLES[name] == "true")
 
 
-def parse_policy(source: Mapping[str, str], overridden: Collection[str] = ()) -> Policy:
+def parse_policy(
+    source: Mapping[str, str],
+    overridden: Collection[str] = (),
+    metric_source: tuple[MetricSource, Thresholds] | None = None,
+) -> Policy:
     """A policy from variables keyed by their environment names; raises ConfigError.
 
     ``overridden``: the variables a service's labels set, blamed first when two
-    variables contradict each other.
+    variables contradict each other. ``metric_source``: the service's source of the
+    ``external`` metric, from its labels, and the thresholds of its value.
     """
     parser = _Parser(source, overridden)
     algorithm = read_choice(
@@ -282,7 +290,8 @@ def parse_policy(source: Mapping[str, str], overridden: Collection[str] = ()) ->
     )
     minimum, maximum = parser.bounds()
     targeted = {metric: _target(source, metric) for metric in TARGETS}
-    metrics, by_default = _metrics(source, targeted)
+    external = metric_source[1] if metric_source else None
+    metrics, by_default = _metrics(source, {**targeted, "external": external})
     return Policy(
         algorithm=algorithm,
         min_replicas=minimum,
@@ -298,6 +307,7 @@ def parse_policy(source: Mapping[str, str], overridden: Collection[str] = ()) ->
             errors=Thresholds(up=_number(source, "ERROR_RATE_SCALE_UP_THRESHOLD"), down=None),
             rps=targeted["rps"],
             concurrency=targeted["concurrency"],
+            external=external,
         ),
         behaviour=_behaviour(source),
         forecasting=Forecasting(
@@ -311,6 +321,7 @@ def parse_policy(source: Mapping[str, str], overridden: Collection[str] = ()) ->
         dry_run=_flag(source, "DRY_RUN"),
         admission=_admission(source),
         surge_threshold=_number(source, "SURGE_THRESHOLD"),
+        source=metric_source[0] if metric_source else None,
     )
 
 
@@ -332,15 +343,20 @@ def service_policy(
     """
     known = {label_name(variable): variable for variable in POLICY_VARIABLES}
     overrides: dict[str, str] = {}
+    metric_source = parse_source(labels)
     for label, value in labels.items():
-        if not label.startswith(LABEL_PREFIX) or label == ENABLE_LABEL:
+        if not label.startswith(LABEL_PREFIX) or label == ENABLE_LABEL or label.startswith(SOURCE_PREFIX):
             continue
         if label not in known:
             raise ConfigError(label, value, "unknown autoscaler label")
         overrides[known[label]] = value
     try:
         touched_variables = {name for name in overrides if touched is None or label_name(name) in touched}
-        return parse_policy({**environment, **overrides}, overridden=touched_variables or overrides)
+        return parse_policy(
+            {**environment, **overrides},
+            overridden=touched_variables or overrides,
+            metric_source=metric_source,
+        )
     except ConfigError as error:
         if error.name in overrides:
             raise ConfigError(label_name(error.name), overrides[error.name], error.problem) from None

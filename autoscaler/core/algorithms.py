@@ -78,6 +78,7 @@ UNITS: dict[Metric, str] = {
     "errors": "%",
     "rps": " req/s",
     "concurrency": " in flight",
+    "external": "",
 }
 
 
@@ -114,9 +115,9 @@ def _all_low(inputs: Inputs) -> Recommendation | None:
         + [f"{metric} idle" for metric in idle]
     )
     if not judged:
-        return Recommendation(inputs.current - 1, summary, floor=0)
+        return Recommendation(max(inputs.current - 1, 0), summary, floor=0)
     closest, down = max(judged, key=lambda pair: _ratio(pair[0].value, pair[1]))
-    return Recommendation(inputs.current - 1, summary, closest, down, floor=0)
+    return Recommendation(max(inputs.current - 1, 0), summary, closest, down, floor=0)
 
 
 def _hold(inputs: Inputs, message: str = "within thresholds") -> Recommendation:
@@ -148,9 +149,9 @@ def far_above(metric: Metric, up: float) -> float:
     """Where a metric counts as far above its threshold.
 
     Halfway from the threshold to saturation for a percent; twice the threshold for
-    latency, requests per second and concurrency, which have no ceiling.
+    latency, requests per second, concurrency and a metric source's value, which have no ceiling.
     """
-    if metric in {"latency", "rps", "concurrency"}:
+    if metric in {"latency", "rps", "concurrency", "external"}:
         return 2 * up
     return up + (SATURATION_PERCENT - up) / 2
 
@@ -174,7 +175,7 @@ def exponential(inputs: Inputs) -> Recommendation:
     return _all_low(inputs) or _hold(inputs)
 
 
-PROPORTIONAL: frozenset[Metric] = frozenset({"cpu", "memory", "rps", "concurrency"})
+PROPORTIONAL: frozenset[Metric] = frozenset({"cpu", "memory", "rps", "concurrency", "external"})
 """Metrics that fall in proportion as replicas are added: the target rule sizes the service by them."""
 
 
@@ -184,6 +185,9 @@ def _proportional(inputs: Inputs, reading: Reading) -> tuple[int, str]:
     ratio = reading.value / goal
     if abs(ratio - 1) <= inputs.policy.behaviour.tolerance:
         return inputs.current, "within tolerance"
+    if inputs.ready == 0:
+        # A service at 0 (its minimum) has no replicas to multiply: one comes on a value above target.
+        return (1, "from 0") if ratio > 1 else (0, "at 0")
     replicas = math.ceil(inputs.ready * ratio - 1e-9)
     # Replicas still starting are not in `ready`: never drop them on the way up.
     replicas = max(replicas, inputs.current) if ratio > 1 else min(replicas, inputs.current)

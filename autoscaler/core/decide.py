@@ -202,13 +202,15 @@ def _cooldown_left(policy: Policy, state: ServiceState, now: float, current: int
 
 
 def _starting(policy: Policy, state: ServiceState, observation: Observation, now: float) -> int:
-    """Replicas of the spec that do not serve yet, while a scale-up still waits for them.
+    """Replicas of the spec that do not serve yet, while the next change still waits for them.
 
     After the autoscaler's own change, the next scale-up waits for evidence rather than
     for a clock: until every replica of the spec runs and is measured, so that the
-    metrics it decides on include the replicas it added. It waits at most the time a
-    replica needs to start (``startup_time``): one that is not ready by then (no room on
-    any node, a failing image) is not waited for any longer.
+    metrics it decides on include the replicas it added. A scale-down waits too: Swarm
+    may remove any task, and one still starting (a database replica copying its primary)
+    must not be the one. It waits at most the time a replica needs to start
+    (``startup_time``): one that is not ready by then (no room on any node, a failing
+    image) is not waited for any longer.
     """
     ready = observation.ready_replicas
     if ready is None or state.last_scaled_at is None:
@@ -262,7 +264,7 @@ def decide(observation: Observation, policy: Policy, state: ServiceState, now: f
     state, outside = _seen(observation, state, now)
     if policy.paused:
         return _held(current, "paused by label: left as it is", policy, state)
-    if current == 0:
+    if current == 0 and policy.min_replicas > 0:
         return _held(0, "scaled to 0 by hand: treated as paused", policy, state)
     readings = read_metrics(observation, policy, now)
     recommendation = _recommend(observation, policy, state, now, readings)
@@ -309,7 +311,7 @@ def decide(observation: Observation, policy: Policy, state: ServiceState, now: f
         # already provides for the replicas still starting, and waiting for them is what a surge
         # cannot afford.
         surge = recommendation.deciding is not None and recommendation.deciding.surge
-        starting = _starting(policy, state, observation, now) if desired > current and not surge else 0
+        starting = _starting(policy, state, observation, now) if desired != current and not surge else 0
         if left > 0:
             cooldown_remaining = math.ceil(left * 10) / 10
             desired = apply("cooldown", desired, current)

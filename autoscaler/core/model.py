@@ -18,8 +18,8 @@ Limit = Literal[
     "min_replicas",
     "max_replicas",
 ]
-Metric = Literal["cpu", "memory", "latency", "errors", "rps", "concurrency"]
-METRICS: tuple[Metric, ...] = ("cpu", "memory", "latency", "errors", "rps", "concurrency")
+Metric = Literal["cpu", "memory", "latency", "errors", "rps", "concurrency", "external"]
+METRICS: tuple[Metric, ...] = ("cpu", "memory", "latency", "errors", "rps", "concurrency", "external")
 REQUEST_METRICS: frozenset[Metric] = frozenset({"latency", "errors", "rps", "concurrency"})
 """The metrics measured at the entry point, from the requests it proxied."""
 JUDGED_ON_REQUESTS: frozenset[Metric] = frozenset({"latency", "errors"})
@@ -48,6 +48,8 @@ class MetricThresholds:
     """Requests per second per ready replica; None when no target is set (then rps is no metric)."""
     concurrency: Thresholds | None = None
     """Requests in flight per ready replica; None when no target is set (then it is no metric)."""
+    external: Thresholds | None = None
+    """The service's metric source's value; None when the service has no source."""
 
     def of(self, metric: Metric) -> Thresholds:
         thresholds: Thresholds | None = getattr(self, metric)
@@ -106,6 +108,29 @@ class AdmissionLimit:
     """Seconds' worth of the limit that may arrive at once above it (at least one request)."""
 
 
+Combine = Literal["sum", "mean", "max"]
+
+
+@dataclass(frozen=True)
+class MetricSource:
+    """A value read from Prometheus-text endpoints that a service is scaled on (the daemon reads it)."""
+
+    urls: tuple[str, ...]
+    """Endpoints to read; each host is resolved to all its addresses (``tasks.<service>``: every task)."""
+    metric: str
+    """The sample name, as the endpoint writes it."""
+    selector: tuple[tuple[str, str], ...] = ()
+    """Labels a sample must have, with these values; the samples that match in one answer are added up."""
+    combine: Combine = "sum"
+    """How the answers of the tasks combine into one value."""
+    per_replica: bool = False
+    """The value is divided by the ready replicas (a load to share out), or is the service's as it is."""
+    timeout: float = 2.0
+    """Seconds an endpoint has to answer."""
+    absent_is_zero: bool = False
+    """An answer without the metric counts 0 (a queue whose key is gone), rather than as no value."""
+
+
 @dataclass(frozen=True)
 class Policy:
     """How one service is scaled. Built from the environment and the service's labels."""
@@ -134,6 +159,8 @@ class Policy:
     """The entry point's rate limit; None: no limit."""
     surge_threshold: float = 2.0
     """Concurrency over the surge window at this many times its target decides instead of the window's."""
+    source: MetricSource | None = None
+    """Where the ``external`` metric comes from; None: the service has none."""
 
 
 @dataclass(frozen=True)
@@ -170,6 +197,12 @@ class Observation:
     """Running tasks no collector measured: the metrics may ask for more, never for fewer."""
     changed_at: float | None = None
     """When the service's spec last changed (by anyone), in seconds since the epoch; None if unknown."""
+    external: float | None = None
+    """The metric source's value, combined over its endpoints' tasks; None when not read or not known."""
+    external_per_replica: bool = False
+    """``external`` is a load to share out over the ready replicas, not the service's value as it is."""
+    external_read_at: float | None = None
+    """When the metric source was read, in seconds since the epoch; None if never."""
 
     def per_ready_replica(self, total: float | None) -> float | None:
         ready = self.ready_replicas or self.current_replicas
@@ -180,6 +213,8 @@ class Observation:
             return self.per_ready_replica(self.requests_per_second)
         if metric == "concurrency":
             return self.per_ready_replica(self.concurrency)
+        if metric == "external":
+            return self.per_ready_replica(self.external) if self.external_per_replica else self.external
         return {
             "cpu": self.cpu_percent,
             "memory": self.memory_percent,
@@ -188,7 +223,9 @@ class Observation:
         }[metric]
 
     def read_at(self, metric: Metric) -> float | None:
-        """When the metric's source was read: the entry point's or the collectors' time."""
+        """When the metric's source was read: the entry point, the metric source or the collectors."""
+        if metric == "external":
+            return self.external_read_at
         return self.requests_read_at if metric in REQUEST_METRICS else self.sampled_at
 
 

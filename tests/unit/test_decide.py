@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from autoscaler.core import Observation, ServiceState, decide, persisted, record_change
 from autoscaler.core.algorithms import far_above, forecast_horizon
+from autoscaler.core.model import MetricSource, Thresholds
 from autoscaler.policy import parse_policy
 
 NOW = 1_000_000.0
@@ -995,3 +996,88 @@ class TestZeroThresholds:
         chosen = policy(algorithm, SCALING_METRICS="cpu,errors", ERROR_RATE_SCALE_UP_THRESHOLD="0")
         decision = decide_once(observe(3, cpu=90, errors=0.5), chosen)
         assert decision.desired_replicas > 3
+
+
+def sourced(replicas, value, ready=None, per_replica=False, at=NOW):
+    """An observation of a service scaled on a metric source alone."""
+    return Observation(
+        current_replicas=replicas,
+        ready_replicas=ready,
+        external=value,
+        external_per_replica=per_replica,
+        external_read_at=at,
+    )
+
+
+def on_source(algorithm="linear", **variables):
+    """A policy on the external metric alone, from 0 to 2 replicas, up above 70 and down below 30."""
+    return parse_policy(
+        {"SCALING_ALGORITHM": algorithm, "SCALING_METRICS": "external", "MIN_REPLICAS": "0",
+         "MAX_REPLICAS": "2", **OPEN, **variables},
+        metric_source=(MetricSource(("http://tasks.db:8008/metrics",), "load"), Thresholds(up=70, down=30)),
+    )  # fmt: skip
+
+
+class TestFromZero:
+    """A minimum of 0: the service rests at none until its metric source asks for one."""
+
+    @pytest.mark.parametrize("algorithm", ["linear", "exponential", "target"])
+    def test_the_first_replica_comes_on_a_value_above_the_threshold(self, algorithm):
+        decision = decide_once(sourced(0, 90.0), on_source(algorithm))
+        assert decision.desired_replicas == 1
+        assert decision.reason.metric == "external"
+
+    def test_at_zero_a_low_value_keeps_none_and_asks_for_no_fewer(self):
+        decision = decide_once(sourced(0, 5.0), on_source())
+        assert (decision.desired_replicas, decision.reason.recommendation) == (0, 0)
+        assert "paused" not in decision.reason.limited_by
+
+    def test_a_missing_value_blocks_the_way_down(self):
+        assert decide_once(sourced(1, None), on_source()).desired_replicas == 1
+        stale = decide_once(sourced(1, 5.0, at=NOW - 1000), on_source())
+        assert stale.desired_replicas == 1
+        assert "no fresh metrics" in stale.reason.message
+
+    def test_per_replica_shares_the_value_over_the_ready_replicas(self):
+        """A queue of 100 over 2 ready workers is 50 each: within the thresholds."""
+        decision = decide_once(sourced(2, 100.0, ready=2, per_replica=True), on_source())
+        assert decision.desired_replicas == 2
+
+
+class TestScaleDownWaitsForStartingReplicas:
+    """Swarm may remove any task: none still starting (a database replica copying its primary) must go."""
+
+    def test_a_scale_down_waits_while_a_replica_it_added_is_starting(self):
+        chosen = on_source(REPLICA_STARTUP_TIME="600")
+        state = ServiceState(last_scaled_at=NOW - 60)
+        held = decide_once(sourced(2, 5.0, ready=1), chosen, state)
+        assert held.desired_replicas == 2
+        assert held.reason.limited_by == ("replicas_starting",)
+        assert decide_once(sourced(2, 5.0, ready=2), chosen, state).desired_replicas == 1
+
+    def test_the_wait_ends_after_the_startup_time(self):
+        """A replica that can never be built is not kept forever."""
+        chosen = on_source(REPLICA_STARTUP_TIME="600")
+        state = ServiceState(last_scaled_at=NOW - 700)
+        assert decide_once(sourced(2, 5.0, ready=1), chosen, state).desired_replicas == 1
+
+    def test_a_sequence_up_while_building_and_down_only_once_built(self):
+        """The load goes before the second replica is built: it is removed only once it serves."""
+        chosen = on_source(REPLICA_STARTUP_TIME="600")
+        steps = [(0, {"external": 90.0, "ready_replicas": 0}), (10, {"external": 90.0, "ready_replicas": 0})]
+        steps += [(20, {"external": 90.0, "ready_replicas": 1}), (30, {"external": 5.0, "ready_replicas": 1})]
+        steps += [(40, {"external": 5.0, "ready_replicas": 2})]
+        trail, _ = run_sourced(chosen, steps, replicas=0)
+        assert [(at, before, after) for at, before, after, _ in trail] == [
+            (0, 0, 1),
+            (10, 1, 1),
+            (20, 1, 2),
+            (30, 2, 2),
+            (40, 2, 1),
+        ]
+        assert trail[3][3].reason.limited_by == ("replicas_starting",)
+
+
+def run_sourced(chosen, steps, replicas):
+    """``run`` for observations of a metric source, read at each step."""
+    return run(chosen, [(at, {**seen, "external_read_at": NOW + at}) for at, seen in steps], replicas)
