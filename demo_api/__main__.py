@@ -8,6 +8,12 @@ WAIT_WORKERS slots (4): its latency grows with concurrency while its CPU stays l
 like a service waiting on a database. GET /api/flaky?p=F fails a fraction F of the
 requests with a 500.
 
+With a data tier (DATA_ROUTER set), POST /api/items with {"value": "..."} writes a row on
+the primary and answers {"id": N}; GET /api/items/N reads it, from Redis when cached and
+from a replica otherwise; GET /api/items?search=TEXT counts the values that contain TEXT,
+a whole-table read on a replica. When the database is away these answer 503 within a few
+seconds.
+
 It is served by uvicorn, which shuts down as a service must for scaling without dropped
 requests: at SIGTERM it stops accepting connections, closes its idle keep-alive ones,
 lets every request in flight finish, and then exits.
@@ -16,31 +22,31 @@ lets every request in flight finish, and then exits.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import socket
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs
 
 import structlog
 import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
-from common.config import ConfigError, parse_float, parse_int, read_int, read_port
+from common.config import ConfigError, parse_float, parse_int, read_int, read_port, read_str
 from common.lifecycle import load_or_exit
+from demo_api.items import MOST_VALUE_CHARACTERS, DataSettings, ItemStore, UnavailableError
 
 log = structlog.get_logger("demo_api")
 
 MAX_WORK_MS = 5000
 MAX_WAIT_WORKERS = 1000
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 
 def burn_cpu(milliseconds: int) -> None:
@@ -73,30 +79,20 @@ def failure_fraction(query: str) -> float | None:
 BAD_MS = {"error": f"ms must be a whole number in 0..{MAX_WORK_MS}"}
 
 
-MOST_BODY_BYTES = 1_000_000
-"""A request body is read (and dropped) up to this size; the rest is not waited for."""
+def _answer(status: HTTPStatus, payload: dict[str, Any]) -> JSONResponse:
+    return JSONResponse(payload, status_code=status)
 
 
-async def _read_body(receive: Receive) -> None:
-    """Read the request's body, so that the connection can take the next request."""
-    read, more = 0, True
-    while more and read <= MOST_BODY_BYTES:
-        message = await receive()
-        read += len(message.get("body", b""))
-        more = bool(message.get("more_body"))
-
-
-@dataclass(frozen=True)
-class Answer:
-    status: HTTPStatus
-    payload: dict[str, Any]
+def _served_by(request: Request) -> str:
+    return (request.scope.get("server") or ("", 0))[0]
 
 
 class DemoApi:
-    """The ASGI application: one coroutine per endpoint."""
+    """The endpoints, one coroutine each, on the items' store when there is a data tier."""
 
-    def __init__(self, wait_workers: int) -> None:
+    def __init__(self, wait_workers: int, store: ItemStore | None = None) -> None:
         self.wait_workers = wait_workers
+        self.store = store
         self._wait_slots: asyncio.Semaphore | None = None
 
     @property
@@ -106,77 +102,120 @@ class DemoApi:
             self._wait_slots = asyncio.Semaphore(self.wait_workers)
         return self._wait_slots
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return  # no lifespan: nothing to start or stop
-        await _read_body(receive)
-        query = scope.get("query_string", b"").decode("latin-1")
-        served_by = (scope.get("server") or ("", 0))[0]
-        answer = await self.answer(scope["method"], scope["path"], query, served_by)
-        body = json.dumps(answer.payload).encode() + b"\n"
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-        await send({"type": "http.response.start", "status": answer.status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+    def application(self) -> Starlette:
+        @contextlib.asynccontextmanager
+        async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+            if self.store is not None:
+                await self.store.open()
+            try:
+                yield
+            finally:
+                if self.store is not None:
+                    await self.store.close()
 
-    async def answer(self, method: str, path: str, query: str, served_by: str) -> Answer:
-        routes: dict[tuple[str, str], Callable[[str, str], Awaitable[Answer]]] = {
-            ("GET", "/api/health"): self._health,
-            ("GET", "/api/work"): self._work,
-            ("POST", "/api/work"): self._work,
-            ("GET", "/api/wait"): self._wait,
-            ("GET", "/api/flaky"): self._flaky,
-        }
-        handler = routes.get((method, path))
-        if handler is not None:
-            return await handler(query, served_by)
-        if any(path == known for _, known in routes):
-            return Answer(HTTPStatus.METHOD_NOT_ALLOWED, {"error": "GET, or POST to /api/work"})
-        return Answer(HTTPStatus.NOT_FOUND, {"error": "not found"})
+        routes = [
+            Route("/api/health", self.health, methods=["GET"]),
+            Route("/api/work", self.work, methods=["GET", "POST"]),
+            Route("/api/wait", self.wait, methods=["GET"]),
+            Route("/api/flaky", self.flaky, methods=["GET"]),
+            Route("/api/items", self.search_items, methods=["GET"]),
+            Route("/api/items", self.create_item, methods=["POST"]),
+            Route("/api/items/{item:int}", self.read_item, methods=["GET"]),
+        ]
+        return Starlette(routes=routes, lifespan=lifespan)
 
     @staticmethod
-    async def _health(_query: str, _served_by: str) -> Answer:
-        return Answer(HTTPStatus.OK, {"status": "ok"})
+    async def health(_request: Request) -> JSONResponse:
+        return _answer(HTTPStatus.OK, {"status": "ok"})
 
     @staticmethod
-    async def _work(query: str, served_by: str) -> Answer:
-        milliseconds = work_milliseconds(query)
+    async def work(request: Request) -> JSONResponse:
+        await request.body()  # read to its end, so that the connection can take the next request
+        milliseconds = work_milliseconds(request.url.query)
         if milliseconds is None:
-            return Answer(HTTPStatus.BAD_REQUEST, BAD_MS)
+            return _answer(HTTPStatus.BAD_REQUEST, BAD_MS)
         # In a thread, so that the server goes on accepting and answering while it burns.
         await asyncio.to_thread(burn_cpu, milliseconds)
-        payload = {"served_by": served_by, "hostname": socket.gethostname(), "cpu_ms": milliseconds}
-        return Answer(HTTPStatus.OK, payload)
+        payload = {"served_by": _served_by(request), "hostname": socket.gethostname(), "cpu_ms": milliseconds}
+        return _answer(HTTPStatus.OK, payload)
 
-    async def _wait(self, query: str, served_by: str) -> Answer:
-        milliseconds = work_milliseconds(query)
+    async def wait(self, request: Request) -> JSONResponse:
+        milliseconds = work_milliseconds(request.url.query)
         if milliseconds is None:
-            return Answer(HTTPStatus.BAD_REQUEST, BAD_MS)
+            return _answer(HTTPStatus.BAD_REQUEST, BAD_MS)
         queued_at = time.monotonic()
         async with self.wait_slots:
             started_at = time.monotonic()
             await asyncio.sleep(random.uniform(0.5, 1.5) * milliseconds / 1000)  # noqa: S311 - a demo's delay
         queued_ms = round(1000 * (started_at - queued_at))
-        return Answer(HTTPStatus.OK, {"served_by": served_by, "queued_ms": queued_ms})
+        return _answer(HTTPStatus.OK, {"served_by": _served_by(request), "queued_ms": queued_ms})
 
     @staticmethod
-    async def _flaky(query: str, served_by: str) -> Answer:
-        fraction = failure_fraction(query)
+    async def flaky(request: Request) -> JSONResponse:
+        fraction = failure_fraction(request.url.query)
         if fraction is None:
-            return Answer(HTTPStatus.BAD_REQUEST, {"error": "p must be a number in 0..1"})
+            return _answer(HTTPStatus.BAD_REQUEST, {"error": "p must be a number in 0..1"})
         if random.random() < fraction:  # noqa: S311 - a demo's failures, not a secret
-            return Answer(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": "failed on purpose"})
-        return Answer(HTTPStatus.OK, {"served_by": served_by})
+            return _answer(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": "failed on purpose"})
+        return _answer(HTTPStatus.OK, {"served_by": _served_by(request)})
+
+    def _store(self) -> ItemStore:
+        if self.store is None:
+            raise UnavailableError("no data tier: DATA_ROUTER is not set")
+        return self.store
+
+    async def create_item(self, request: Request) -> JSONResponse:
+        try:
+            document = json.loads(await request.body())
+        except (ValueError, UnicodeDecodeError):
+            document = None
+        value = document.get("value") if isinstance(document, dict) else None
+        if not isinstance(value, str) or len(value) > MOST_VALUE_CHARACTERS:
+            problem = f'the body must be {{"value": "..."}}, a string of at most {MOST_VALUE_CHARACTERS}'
+            return _answer(HTTPStatus.BAD_REQUEST, {"error": problem})
+        return await _unless_unavailable(self._created(value))
+
+    async def _created(self, value: str) -> JSONResponse:
+        return _answer(HTTPStatus.CREATED, {"id": await self._store().create(value)})
+
+    async def read_item(self, request: Request) -> JSONResponse:
+        return await _unless_unavailable(self._read(int(request.path_params["item"])))
+
+    async def _read(self, item: int) -> JSONResponse:
+        found = await self._store().get(item)
+        if found is None:
+            return _answer(HTTPStatus.NOT_FOUND, {"error": f"no item {item}"})
+        value, origin = found
+        return _answer(HTTPStatus.OK, {"id": item, "value": value, "from": origin})
+
+    async def search_items(self, request: Request) -> JSONResponse:
+        text = parse_qs(request.url.query).get("search", [""])[0]
+        if len(text) > 100:
+            return _answer(HTTPStatus.BAD_REQUEST, {"error": "search is at most 100 characters"})
+        return await _unless_unavailable(self._search(text))
+
+    async def _search(self, text: str) -> JSONResponse:
+        matches, database = await self._store().search(text)
+        return _answer(HTTPStatus.OK, {"search": text, "matches": matches, "database": database})
 
 
-def server(host: str, port: int, wait_workers: int) -> uvicorn.Server:
+async def _unless_unavailable(answer: Awaitable[JSONResponse]) -> JSONResponse:
+    try:
+        return await answer
+    except UnavailableError as error:
+        log.warning("database unavailable", error=str(error))
+        return _answer(HTTPStatus.SERVICE_UNAVAILABLE, {"error": f"database unavailable: {error}"})
+
+
+def server(host: str, port: int, wait_workers: int, data: DataSettings | None = None) -> uvicorn.Server:
     """uvicorn serving the demo API; ``run()`` serves until SIGTERM (or ``should_exit``)."""
     config = uvicorn.Config(
-        DemoApi(wait_workers),
+        DemoApi(wait_workers, ItemStore(data) if data else None).application(),
         host=host,
         port=port,
         log_config=None,  # the process's own (structured) logging
         access_log=False,
-        lifespan="off",
+        lifespan="on",
         # Idle keep-alive connections stay open longer than nginx keeps them (60 s), so
         # that nginx never sends a request on a connection the server is closing.
         timeout_keep_alive=75,
@@ -184,15 +223,31 @@ def server(host: str, port: int, wait_workers: int) -> uvicorn.Server:
     return uvicorn.Server(config)
 
 
+def data_settings(environ: Mapping[str, str]) -> DataSettings | None:
+    """The data tier's settings; None without DATA_ROUTER (the item endpoints then answer 503)."""
+    host = read_str(environ, "DATA_ROUTER", "")
+    if not host:
+        return None
+    return DataSettings(
+        host=host,
+        password=read_str(environ, "DATABASE_PASSWORD", "autoscaler-demo"),
+        read_pool_size=read_int(environ, "DATABASE_READ_POOL", 10, minimum=1, maximum=100),
+        write_pool_size=read_int(environ, "DATABASE_WRITE_POOL", 2, minimum=1, maximum=100),
+    )
+
+
 def main() -> None:
-    port, wait_workers = load_or_exit(
+    port, wait_workers, data = load_or_exit(
         lambda environ: (
             read_port(environ, "PORT", 8000),
             read_int(environ, "WAIT_WORKERS", 4, minimum=1, maximum=MAX_WAIT_WORKERS),
+            data_settings(environ),
         )
     )
-    log.info("demo api started", port=port, wait_workers=wait_workers)
-    server("0.0.0.0", port, wait_workers).run()  # noqa: S104 - a service in a container
+    log.info(
+        "demo api started", port=port, wait_workers=wait_workers, data_router=data.host if data else None
+    )
+    server("0.0.0.0", port, wait_workers, data).run()  # noqa: S104 - a service in a container
     log.info("demo api stopped")
 
 

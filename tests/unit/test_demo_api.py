@@ -57,6 +57,27 @@ class TestDemoApi:
         assert 60 <= codes.count(500) <= 140  # binomial(200, 0.5): outside this about once in 10^8 runs
 
 
+class TestItemsWithoutADataTier:
+    """Without DATA_ROUTER the item endpoints exist and say why they cannot answer: a fast 503."""
+
+    def test_items_answer_503_at_once(self, demo_api):
+        started = time.monotonic()
+        assert httpx.post(demo_api + "/api/items", json={"value": "x"}).status_code == 503
+        answer = httpx.get(demo_api + "/api/items/1")
+        assert (answer.status_code, "DATA_ROUTER" in answer.json()["error"]) == (503, True)
+        assert httpx.get(demo_api + "/api/items?search=x").status_code == 503
+        assert time.monotonic() - started < 5  # a bound for a hang, far beyond an answer
+
+    @pytest.mark.parametrize(
+        "body", [b"not json", b'{"value": 5}', b"[]", b'{"value": "' + b"x" * 10_001 + b'"}']
+    )
+    def test_a_bad_item_is_refused_before_the_database(self, demo_api, body):
+        assert httpx.post(demo_api + "/api/items", content=body).status_code == 400
+
+    def test_an_item_id_is_a_whole_number(self, demo_api):
+        assert httpx.get(demo_api + "/api/items/abc").status_code == 404
+
+
 class TestGracefulShutdown:
     """At SIGTERM: no new connections, requests in flight finish, idle keep-alive connections close."""
 
