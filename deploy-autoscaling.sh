@@ -4,10 +4,14 @@
 #   ./deploy-autoscaling.sh                    install Docker if needed, build, deploy, wait, print endpoints
 #   ./deploy-autoscaling.sh --with-monitoring  the same, with a Prometheus server and its alert rules
 #   ./deploy-autoscaling.sh --down             remove the stack
+#   ./deploy-autoscaling.sh --backup FILE      save PostgreSQL (pg_dump) and Redis (its RDB) to FILE (.tar.gz)
+#   ./deploy-autoscaling.sh --restore FILE     bring them back from FILE into the running stack
 #
 # Runs as root on a Debian machine. Every variable documented in README.md that is
 # set in the environment reaches the services.
 set -euo pipefail
+# A failure inside $(...) stops the script too, not only the function it happened in.
+shopt -s inherit_errexit
 
 cd "$(dirname "$0")"
 STACK_NAME=${STACK_NAME:-autoscaling}
@@ -81,7 +85,7 @@ choose_base_image() {
 source_digest() {
     {
         cat pyproject.toml Dockerfile
-        find common autoscaler metrics_collector nginx demo_api loadtest -type f \
+        find common autoscaler metrics_collector nginx demo_api loadtest data_tier -type f \
             \( -name '*.py' -o -name '*.lua' \) -print0 | sort -z | xargs -0 cat
     } | sha256sum | cut -c1-12
 }
@@ -97,7 +101,8 @@ build_wheels() {
     build/venv/bin/pip download -q -d build/wheels --only-binary=:all: \
         --python-version "$PYTHON_VERSION" --implementation cp \
         --platform "manylinux2014_$(uname -m)" --platform "manylinux_2_28_$(uname -m)" \
-        "$(ls build/wheels/swarm_autoscaler-*.whl)[plot]"
+        "$(ls build/wheels/swarm_autoscaler-*.whl)[plot]" \
+        async-timeout  # redis needs it on Python before 3.11.3 (bookworm has 3.11.2), a marker pip download skips
 }
 
 build_image() {
@@ -112,6 +117,29 @@ build_image() {
         docker build -q --build-arg "BASE_IMAGE=$base" -t "$image" . >/dev/null
     fi
     echo "$image"
+}
+
+# The data tier's image: PostgreSQL, Redis, HAProxy and their exporters from Debian, on the
+# project's image (built once per project image and data tier files).
+build_data_image() {
+    local app="$1" image
+    image="swarm-autoscaler-data:$({ echo "$app"; cat data_tier/Dockerfile data_tier/haproxy.cfg; } | sha256sum | cut -c1-12)"
+    if docker image inspect "$image" >/dev/null 2>&1; then
+        say "image $image is up to date"
+    else
+        say "building $image (PostgreSQL, Redis, HAProxy) on $app"
+        docker build -q --build-arg "APP_IMAGE=$app" -t "$image" data_tier >/dev/null
+    fi
+    echo "$image"
+}
+
+# The PostgreSQL and Redis primaries keep their data on this node's volumes: they are pinned
+# to the node labelled autoscaler.data=primary, this one unless a node already has the label.
+ensure_data_node() {
+    if [ -z "$(docker node ls -q --filter node.label=autoscaler.data=primary)" ]; then
+        say "labelling this node autoscaler.data=primary: the data tier's primaries run here"
+        docker node update --label-add autoscaler.data=primary "$(docker info --format '{{.Swarm.NodeID}}')" >/dev/null
+    fi
 }
 
 # Prometheus from Debian's package, unpacked here: no registry has an image for us.
@@ -145,8 +173,9 @@ running_tasks() {
 
 converged() {
     local pending
-    pending=$(docker stack services "$STACK_NAME" --format '{{.Name}} {{.Replicas}}' \
-        | awk '{ split($2, r, "/"); if (r[1] != r[2] || r[2] == 0) print $1 " " $2 }')
+    # A replicated service may run 0 tasks (a data tier replica at its minimum); a global one must run some.
+    pending=$(docker stack services "$STACK_NAME" --format '{{.Name}} {{.Mode}} {{.Replicas}}' \
+        | awk '{ split($3, r, "/"); if (r[1] != r[2] || ($2 == "global" && r[2] == 0)) print $1 " " $3 }')
     [ -z "$pending" ] || { echo "$pending"; return 1; }
 }
 
@@ -225,7 +254,9 @@ deploy() {
     ensure_docker
     ensure_swarm
     APP_IMAGE=$(build_image)
-    export APP_IMAGE
+    DATA_IMAGE=$(build_data_image "$APP_IMAGE")
+    export APP_IMAGE DATA_IMAGE
+    ensure_data_node
     local files=(-c stack.yml)
     if [ -n "$WITH_MONITORING" ]; then
         PROMETHEUS_IMAGE=$(build_prometheus_image "$(choose_base_image)")
@@ -269,11 +300,71 @@ down() {
     die "stack $STACK_NAME still has containers or networks after 60s"
 }
 
+# The running container of one of the stack's services on this node.
+container_of() {
+    local id
+    id=$(docker ps -q --filter "label=com.docker.swarm.service.name=${STACK_NAME}_$1" | head -n 1)
+    [ -n "$id" ] || die "no running container of ${STACK_NAME}_$1 on this node (the data tier's primaries run on the node labelled autoscaler.data=primary)"
+    echo "$id"
+}
+
+# A consistent dump of the app database (pg_dump takes one snapshot) and an RDB of Redis
+# (redis-cli --rdb asks the server for one, as a replica would), in one archive.
+backup() {
+    local file="$1" work postgres redis
+    [ -n "$file" ] || die "--backup needs a file name"
+    postgres=$(container_of postgres)
+    redis=$(container_of redis)
+    work=$(mktemp -d)
+    trap 'rm -rf "$work"' RETURN
+    docker exec -u postgres "$postgres" pg_dump -Fc -d app >"$work/postgres.dump"
+    docker exec "$redis" redis-cli --rdb /tmp/backup.rdb >/dev/null
+    docker cp "$redis:/tmp/backup.rdb" "$work/redis.rdb" >/dev/null
+    docker exec "$redis" rm -f /tmp/backup.rdb
+    tar -C "$work" -czf "$file" postgres.dump redis.rdb
+    say "saved $(docker exec -u postgres "$postgres" psql -Atc 'SELECT count(*) FROM items' app 2>/dev/null || echo 0) items and Redis' RDB to $file"
+}
+
+# PostgreSQL: the dump replaces the app database's tables. Redis: the primary stops, its
+# volume gets the RDB in place of its files, and it starts again from it.
+restore() {
+    local file="$1" work postgres redis volume image
+    [ -f "$file" ] || die "--restore needs a backup file made by --backup"
+    work=$(mktemp -d)
+    trap 'rm -rf "$work"' RETURN
+    tar -C "$work" -xzf "$file" postgres.dump redis.rdb
+    postgres=$(container_of postgres)
+    docker exec -i -u postgres "$postgres" pg_restore --clean --if-exists --no-owner --role=app -d app <"$work/postgres.dump"
+    say "restored PostgreSQL: $(docker exec -u postgres "$postgres" psql -Atc 'SELECT count(*) FROM items' app) items"
+    redis=$(container_of redis)
+    image=$(docker inspect -f '{{.Config.Image}}' "$redis")
+    volume="${STACK_NAME}_redis-data"
+    docker service scale -d "${STACK_NAME}_redis=0" >/dev/null
+    for _ in $(seq 60); do
+        [ -z "$(docker ps -q --filter "label=com.docker.swarm.service.name=${STACK_NAME}_redis")" ] && break
+        sleep 1
+    done
+    docker run --rm -v "$volume:/data" -v "$work:/backup:ro" "$image" \
+        bash -c 'rm -rf /data/appendonlydir /data/dump.rdb && cp /backup/redis.rdb /data/dump.rdb && chown redis:redis /data/dump.rdb'
+    docker service scale -d "${STACK_NAME}_redis=1" >/dev/null
+    for _ in $(seq 60); do
+        redis=$(docker ps -q --filter "label=com.docker.swarm.service.name=${STACK_NAME}_redis" --filter health=healthy)
+        if [ -n "$redis" ]; then
+            say "restored Redis: $(docker exec "$redis" redis-cli dbsize) keys"
+            return
+        fi
+        sleep 1
+    done
+    die "Redis did not come back after the restore; see docker service logs ${STACK_NAME}_redis"
+}
+
 WITH_MONITORING=
 case "${1:-}" in
     "") deploy ;;
     --with-monitoring) WITH_MONITORING=1; deploy ;;
     --down) down ;;
-    -h|--help) sed -n '2,10p' "$0" ;;
-    *) die "unknown argument $1 (use --with-monitoring, --down or nothing)" ;;
+    --backup) backup "${2:-}" ;;
+    --restore) restore "${2:-}" ;;
+    -h|--help) sed -n '2,11p' "$0" ;;
+    *) die "unknown argument $1 (use --with-monitoring, --down, --backup FILE, --restore FILE or nothing)" ;;
 esac

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -11,7 +10,7 @@ import docker
 import httpx
 import pytest
 
-from tests.e2e.support import PORTS, ROOT, SETTINGS, STACK, Stack
+from tests.e2e.support import DEPLOY, PORTS, SETTINGS, STACK, Stack, deploy_environment
 
 
 def _wait_healthy(url: str, timeout: float) -> None:
@@ -30,7 +29,7 @@ def _wait_healthy(url: str, timeout: float) -> None:
 
 
 def remove_volume(volume: str) -> None:
-    """--down keeps Prometheus' samples for an operator; a test run starts from none.
+    """--down keeps Prometheus' samples and the data tier's data for an operator; a test run starts from none.
 
     The volume is in use until Docker has removed the stopped containers of the stack.
     """
@@ -47,10 +46,15 @@ def remove_volume(volume: str) -> None:
         time.sleep(1)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that remove the stack and deploy it again run after every other test."""
+    items.sort(key=lambda item: item.get_closest_marker("redeploys") is not None)
+
+
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Stack]:
-    environment = {**os.environ, "STACK_NAME": STACK, **SETTINGS, **{k: str(v) for k, v in PORTS.items()}}
-    script = ROOT / "deploy-autoscaling.sh"
+    environment = deploy_environment()
+    script = DEPLOY
     subprocess.run([str(script), "--with-monitoring"], env=environment, check=True, timeout=900)
     client = docker.from_env()
     deployed = Stack(
@@ -69,5 +73,6 @@ def stack() -> Iterator[Stack]:
         yield deployed
     finally:
         subprocess.run([str(script), "--down"], env=environment, check=False, timeout=180)
-        remove_volume(f"{STACK}_prometheus-data")
+        for volume in ("prometheus-data", "postgres-data", "redis-data"):
+            remove_volume(f"{STACK}_{volume}")
         client.close()

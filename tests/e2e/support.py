@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -40,7 +41,19 @@ SETTINGS = {
     "CONTAINER_REFRESH_INTERVAL": "4",
     "MIN_REPLICAS": "2",
     "MAX_REPLICAS": "10",
+    # The demo's cached reads come to tens of commands a second here, not the tens of thousands
+    # a Redis replica is for by default.
+    "REDIS_REPLICA_SCALE_UP_OPS": "40",
+    "REDIS_REPLICA_SCALE_DOWN_OPS": "10",
 }
+
+
+DEPLOY = ROOT / "deploy-autoscaling.sh"
+
+
+def deploy_environment() -> dict[str, str]:
+    """The environment deploy-autoscaling.sh runs with for the stack under test."""
+    return {**os.environ, "STACK_NAME": STACK, **SETTINGS, **{k: str(v) for k, v in PORTS.items()}}
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.e2e
 REPORT = ROOT / "build" / "e2e-monitoring.json"
 HOT = "hot"
 MAX_REPLICAS = 3
-JOBS = {"autoscaler", "metrics-collector", "entrypoint"}
+JOBS = {"autoscaler", "metrics-collector", "entrypoint", "postgres", "redis", "data-agent", "data-router"}
 
 
 def query(stack: Stack, path: str, **params: str) -> Any:
@@ -79,7 +79,7 @@ class TestMonitoring:
             60,
         )
         rules = [rule for group in groups for rule in group["rules"]]
-        assert len(rules) == 11
+        assert len(rules) == 15
         assert not [rule for rule in rules if rule.get("lastError")]
         keep(
             REPORT,

@@ -24,7 +24,10 @@ from loadtest.__main__ import parse_arguments
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
-OUTPUTS = {"--out", "--record", "--series-out", "--plot"}
+OUTPUTS = {"--out", "--record", "--series-out", "--plot", "--backup"}
+"""Options whose next word is a file the command makes."""
+MADE_BEFORE = {"--restore": "--backup"}
+"""Options whose next word is a file the README's command with the other option makes."""
 """Options whose value is a file or folder the command writes: it need not exist yet."""
 LOADTEST = ("python -m loadtest", "python3 -m loadtest", ".venv/bin/python -m loadtest", "./stress-test.sh")
 BACKTEST = ("python -m autoscaler simulate", ".venv/bin/python -m autoscaler simulate")
@@ -95,6 +98,9 @@ class TestReadmeCommands:
             previous = words[index - 1] if index else ""
             if word.startswith(("-", "/", "http")) or "=" in word or previous in OUTPUTS or previous == "-m":
                 continue
+            if previous in MADE_BEFORE:
+                assert f"{MADE_BEFORE[previous]} {word}" in README, f"{command.text}: nothing makes {word}"
+                continue
             if word.startswith(".venv/"):
                 # Made by the README's own `python3 -m venv .venv` before it is used.
                 assert "python3 -m venv .venv" in README, f"{command.text}: nothing makes {word}"
@@ -131,7 +137,10 @@ class TestReadmeCommands:
         script = (ROOT / "deploy-autoscaling.sh").read_text()
         taken = set(re.findall(r"^\s+(--[a-z-]+)\)", script, re.MULTILINE))
         for command in named(("./deploy-autoscaling.sh",)):
-            for word in command.words[1:]:
+            words = command.words[1:]
+            for index, word in enumerate(words):
+                if index and words[index - 1] in {"--backup", "--restore"}:
+                    continue  # the file
                 assert word in taken, f"{command.text}: {word} is not one of {sorted(taken)}"
 
     def test_every_autoscaler_endpoint_in_the_table_is_served(self):
