@@ -40,7 +40,7 @@ say "mypy --strict"
 say "pytest"
 # Written by the end-to-end tests of this run only.
 reports=(build/e2e-report.json build/e2e-operations.json build/e2e-request-metrics.json build/e2e-zero-drop.json
-    build/e2e-monitoring.json build/e2e-surge.json build/e2e-status-page.json)
+    build/e2e-monitoring.json build/e2e-surge.json build/e2e-status-page.json build/e2e-data-tier.json)
 rm -f "${reports[@]}"
 status=0
 .venv/bin/pytest "$@" || status=$?
