@@ -39,12 +39,6 @@ def prepare(primary: str) -> None:
     if exists.stdout.strip() != "1":
         subprocess.run([*as_postgres, "createdb", "bench"], check=True)
         subprocess.run([*as_postgres, "pgbench", "-q", "-i", "-s", "1", "bench"], check=True)
-    if exists != "1":
-        subprocess.run(["docker", "exec", "-u", "postgres", primary, "createdb", "bench"], check=True)
-        subprocess.run(
-            ["docker", "exec", "-u", "postgres", primary, "pgbench", "-q", "-i", "-s", "1", "bench"],
-            check=True,
-        )
 
 
 def run_pgbench(image: str, host: str, arguments: argparse.Namespace) -> tuple[float, float]:
