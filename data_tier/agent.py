@@ -120,6 +120,8 @@ GAUGE_HELP = {
     "postgres_client_connections": "Client connections, in every state.",
     "postgres_replication_lag_bytes": "WAL this standby knows of but has not replayed, in bytes.",
     "redis_instantaneous_ops_per_sec": "Commands Redis served a second, its own moving average (INFO stats).",
+    "pgbouncer_clients_active": "PgBouncer's clients with a server connection (SHOW POOLS cl_active).",
+    "pgbouncer_clients_waiting": "PgBouncer's clients waiting for a server (SHOW POOLS cl_waiting).",
 }
 
 

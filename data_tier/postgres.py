@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -12,6 +13,7 @@ from pathlib import Path
 import psycopg
 import structlog
 from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from common.lifecycle import Worker, sleep_unless_stopped
 from data_tier.agent import Agent, Probed
@@ -162,28 +164,76 @@ def reading_from(row: tuple[object, ...]) -> PostgresReading:
     )
 
 
-class PostgresProbe:
-    """Reads the local server on one connection, opened again after any failure."""
+class Reconnecting:
+    """One connection, opened at first use and again after any failure."""
 
-    def __init__(self, settings: PostgresSettings) -> None:
-        self.settings = settings
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
         self.connection: psycopg.AsyncConnection[tuple[object, ...]] | None = None
 
-    async def __call__(self, served_before: bool) -> Probed:
-        reading, error = None, None
+    async def rows(self, query: str) -> tuple[list[str], list[tuple[object, ...]]]:
+        """The column names and rows of ``query`` (no parameters: the simple query protocol)."""
         try:
             if self.connection is None or self.connection.closed:
-                self.connection = await psycopg.AsyncConnection.connect(LOCAL_DSN, autocommit=True)
-            row = await (await self.connection.execute(READING)).fetchone()
-            reading = reading_from(row) if row is not None else None
-        except (psycopg.Error, ValueError) as failure:
-            error = str(failure).strip() or type(failure).__name__
+                # Never prepared: PgBouncer's console takes the simple query protocol only.
+                self.connection = await psycopg.AsyncConnection.connect(
+                    self.dsn, autocommit=True, prepare_threshold=None
+                )
+            cursor = await self.connection.execute(query)
+            return [column.name for column in cursor.description or ()], await cursor.fetchall()
+        except psycopg.Error:
             if self.connection is not None:
                 await self.connection.close()
             self.connection = None
+            raise
+
+
+def pooled_clients(columns: list[str], rows: list[tuple[object, ...]]) -> dict[str, float]:
+    """PgBouncer's clients in a transaction and waiting for a server connection, from SHOW POOLS."""
+    totals = {"pgbouncer_clients_active": 0.0, "pgbouncer_clients_waiting": 0.0}
+    for name, column in (
+        ("pgbouncer_clients_active", "cl_active"),
+        ("pgbouncer_clients_waiting", "cl_waiting"),
+    ):
+        if column not in columns:
+            return {}
+        index = columns.index(column)
+        values = [row[index] for row in rows]
+        if not all(isinstance(value, int) for value in values):
+            return {}
+        totals[name] = float(sum(int(str(value)) for value in values))
+    return totals
+
+
+class PostgresProbe:
+    """Reads the local server, and its PgBouncer's console, each on a connection of its own."""
+
+    def __init__(self, settings: PostgresSettings) -> None:
+        self.settings = settings
+        self.server = Reconnecting(LOCAL_DSN)
+        self.pooler = Reconnecting(
+            make_conninfo(
+                host="127.0.0.1",
+                port=POOLER_PORT,
+                dbname="pgbouncer",
+                user="postgres",
+                password=settings.password,
+                connect_timeout=2,
+            )
+        )
+
+    async def __call__(self, served_before: bool) -> Probed:
+        reading, error, pool = None, None, {}
+        try:
+            _, rows = await self.server.rows(READING)
+            reading = reading_from(rows[0]) if rows else None
+        except (psycopg.Error, ValueError) as failure:
+            error = str(failure).strip() or type(failure).__name__
+        with contextlib.suppress(psycopg.Error):  # no pooler's figures: only they are missing
+            pool = pooled_clients(*await self.pooler.rows("SHOW POOLS"))
         settings = self.settings
         health = postgres_health(settings.agent.role, reading, error, settings.max_lag_bytes, served_before)
-        return Probed(health, gauges(reading))
+        return Probed(health, {**gauges(reading), **pool})
 
 
 def gauges(reading: PostgresReading | None) -> dict[str, float]:

@@ -171,11 +171,13 @@ class TestUnderLoad:
     def redeploy_is_undone_within_two_checks(stack: Stack, watch: Watch) -> None:
         scaled = watch.wait_for("4 replicas, settled", lambda s: s.replicas >= 4 and s.settled, 180)
         image = demo(stack).attrs["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"]
+        data_image = stack.docker.services.get(stack.service("postgres")).attrs["Spec"]["TaskTemplate"]
         environment = {
             **os.environ,
             **SETTINGS,
             **{key: str(value) for key, value in PORTS.items()},
             "APP_IMAGE": image,
+            "DATA_IMAGE": data_image["ContainerSpec"]["Image"],
             "AUTOSCALER_SCOPE": STACK,
         }
         redeployed_at = time.time()

@@ -8,7 +8,7 @@ from common.config import ConfigError
 from data_tier.__main__ import parse_arguments
 from data_tier.agent import Agent, AgentCollector, Probed
 from data_tier.health import DRAINING, Health, PostgresReading, parse_lsn, postgres_health, redis_health
-from data_tier.postgres import pooler_files, reading_from
+from data_tier.postgres import pooled_clients, pooler_files, reading_from
 from data_tier.redis import operations
 from data_tier.settings import postgres_settings
 
@@ -183,3 +183,16 @@ class TestPooler:
         assert "app = host=127.0.0.1 port=5432 dbname=app pool_size=3\n" in configuration
         assert "app_read = host=127.0.0.1 port=5432 dbname=app pool_size=12\n" in configuration
         assert users == '"app" "secret"\n"postgres" "secret"\n'
+
+    def test_waiting_clients_come_from_show_pools(self):
+        """PgBouncer's console answers SHOW POOLS with a row per pool; the clients add up over them."""
+        columns = ["database", "user", "cl_active", "cl_waiting", "sv_active"]
+        rows = [("app", "app", 3, 0, 3), ("app_read", "app", 12, 5, 12), ("pgbouncer", "pgbouncer", 1, 0, 0)]
+        assert pooled_clients(columns, rows) == {
+            "pgbouncer_clients_active": 16.0,
+            "pgbouncer_clients_waiting": 5.0,
+        }
+
+    def test_an_answer_of_another_shape_gives_no_figures(self):
+        assert pooled_clients(["database", "cl_active"], [("app", 3)]) == {}
+        assert pooled_clients(["cl_active", "cl_waiting"], [("3", None)]) == {}
