@@ -173,8 +173,9 @@ async def _addresses(url: str, resolve: Resolver) -> list[str]:
         addresses = await resolve(host, port)
     except OSError:
         return []
-    netloc = f"{{}}:{port}"
-    return [urlunsplit(parts._replace(netloc=netloc.format(f"[{a}]" if ":" in a else a))) for a in addresses]
+    return [
+        urlunsplit(parts._replace(netloc=f"[{a}]:{port}" if ":" in a else f"{a}:{port}")) for a in addresses
+    ]
 
 
 async def _read_one(client: httpx.AsyncClient, url: str, source: MetricSource) -> float | None:

@@ -48,10 +48,15 @@ def server_argv(settings: RedisSettings, from_rdb: bool = False) -> list[str]:
             "--replicaof", settings.agent.primary_host, str(PORT), "--replica-read-only", "yes"]  # fmt: skip
 
 
+def local_client() -> redis.asyncio.Redis:
+    """A client of this task's own Redis, with the agent's short timeouts."""
+    return redis.asyncio.Redis(port=PORT, socket_timeout=2, socket_connect_timeout=2)
+
+
 class RedisProbe:
     def __init__(self, settings: RedisSettings) -> None:
         self.settings = settings
-        self.client = redis.asyncio.Redis(port=PORT, socket_timeout=2, socket_connect_timeout=2)
+        self.client = local_client()
 
     async def __call__(self, served_before: bool) -> Probed:
         replication, error, gauges = None, None, {}
@@ -78,7 +83,7 @@ def operations(stats: Mapping[str, object]) -> dict[str, float]:
 
 async def persist_after_load(stop: asyncio.Event) -> None:
     """Turn append-only persistence on once Redis has loaded the RDB file (it writes the AOF from memory)."""
-    client = redis.asyncio.Redis(port=PORT, socket_timeout=2, socket_connect_timeout=2)
+    client = local_client()
     async with client:
         while not stop.is_set():
             try:

@@ -31,11 +31,17 @@ def containers(stack: Stack, service: str) -> list[docker.models.containers.Cont
     return list(stack.docker.containers.list(filters={"label": label, "status": "running"}))
 
 
-def sql(container: docker.models.containers.Container, query: str) -> list[str]:
-    """What psql prints for ``query`` in the app database, as an operator runs it: docker exec -u postgres."""
+def psql(container: docker.models.containers.Container, query: str) -> tuple[int, list[str]]:
+    """psql's status and lines for ``query`` in the app database, as docker exec -u postgres runs it."""
     result = container.exec_run(["psql", "-At", "-d", "app", "-c", query], user="postgres")
-    assert result.exit_code == 0, result.output
-    return [line for line in result.output.decode().splitlines() if line]
+    return result.exit_code, [line for line in result.output.decode().splitlines() if line]
+
+
+def sql(container: docker.models.containers.Container, query: str) -> list[str]:
+    """What psql prints for ``query``; the test fails if psql does."""
+    status, lines = psql(container, query)
+    assert status == 0, lines
+    return lines
 
 
 def replicas(stack: Stack, service: str) -> int:
@@ -46,8 +52,8 @@ def replicas(stack: Stack, service: str) -> int:
 def applications(container: docker.models.containers.Container) -> Counter[str]:
     """The demo API's connections to an instance, by pool (demo-api-read, demo-api-write); none yet: none."""
     query = "SELECT application_name FROM pg_stat_activity WHERE application_name LIKE 'demo-api%'"
-    result = container.exec_run(["psql", "-At", "-d", "app", "-c", query], user="postgres")
-    return Counter(result.output.decode().split()) if result.exit_code == 0 else Counter()
+    status, lines = psql(container, query)
+    return Counter(lines) if status == 0 else Counter()
 
 
 class Traffic(Background):
