@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from dataclasses import asdict
@@ -14,6 +13,8 @@ from prometheus_client.registry import CollectorRegistry
 
 from autoscaler.api import routes
 from autoscaler.daemon import Autoscaler
+from autoscaler.leadership import Leadership
+from autoscaler.lease_store import ConfigLeaseStore, engine_client
 from autoscaler.settings import Settings, load
 from autoscaler.state_store import ConfigStateStore
 from autoscaler.swarm import Swarm
@@ -25,23 +26,37 @@ log = structlog.get_logger("autoscaler")
 
 
 async def run(settings: Settings) -> None:
-    api = docker.APIClient(base_url=os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock"))
-    async with httpx.AsyncClient(timeout=settings.collectors.timeout) as client:
+    instance = settings.instance
+    api = docker.APIClient(base_url=instance.docker_host)
+    # A renewal slower than a retry period is as good as failed.
+    engine = engine_client(instance.docker_host, timeout=instance.lease.retry_period)
+    async with httpx.AsyncClient(timeout=settings.collectors.timeout) as client, engine:
         scope = settings.state.scope
-        daemon = Autoscaler(settings, Swarm(api, scope), client, store=ConfigStateStore(api, scope))
+        leadership = Leadership(ConfigLeaseStore(engine, scope), instance.lease, instance.name)
+        daemon = Autoscaler(
+            settings, Swarm(api, scope), client, store=ConfigStateStore(api, scope), leadership=leadership
+        )
         registry = CollectorRegistry()
-        registry.register(AutoscalerCollector(daemon.state))
+        registry.register(AutoscalerCollector(daemon.state, leadership))
         endpoints = routes(
-            daemon.state, registry, time.time, settings.loop.check_interval, settings.policy.metrics_max_age
+            daemon.state,
+            registry,
+            time.time,
+            settings.loop.check_interval,
+            settings.policy.metrics_max_age,
+            leadership=leadership,
         )
         server = await http.serve(endpoints, settings.server.host, settings.server.port)
         log.info(
             "autoscaler started",
             port=settings.server.port,
             scope=scope or "every service in the swarm",
+            instance=instance.name,
             policy=asdict(settings.policy),
         )
-        await run_workers({"control-loop": daemon.run, "http-server": http_worker(server)})
+        await run_workers(
+            {"lease": leadership.run, "control-loop": daemon.run, "http-server": http_worker(server)}
+        )
     api.close()
 
 

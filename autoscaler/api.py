@@ -12,6 +12,7 @@ from prometheus_client.registry import CollectorRegistry
 
 from autoscaler import page
 from autoscaler.daemon import DaemonState, ServiceRecord
+from autoscaler.leadership import Leadership
 from autoscaler.swarm import name_in_stack
 from autoscaler.traffic import REPORTED_QUANTILES, Window
 from common.http import Handler, Response
@@ -147,20 +148,30 @@ def routing_table(state: DaemonState) -> dict[str, Any]:
     return {"services": services}
 
 
-def routes(
+def leadership_status(leadership: Leadership | None) -> dict[str, Any] | None:
+    """Which instance this is, whether it acts and since when, and who holds the lease."""
+    return None if leadership is None else asdict(leadership.status())
+
+
+def routes(  # noqa: PLR0913 - what the endpoints show, each passed in
     state: DaemonState,
     registry: CollectorRegistry,
     clock: Callable[[], float],
     check_interval: float,
     max_age: float,
+    *,
+    leadership: Leadership | None = None,
 ) -> dict[str, Handler]:
     def health() -> Response:
         problems = health_problems(state, clock(), check_interval, max_age)
+        lease = leadership_status(leadership)
         if problems:
-            return Response.json(
-                HTTPStatus.SERVICE_UNAVAILABLE, {"status": "unhealthy", "problems": problems}
-            )
-        return Response.json(HTTPStatus.OK, {"status": "ok"})
+            body = {"status": "unhealthy", "problems": problems, "leadership": lease}
+            return Response.json(HTTPStatus.SERVICE_UNAVAILABLE, body)
+        return Response.json(HTTPStatus.OK, {"status": "ok", "leadership": lease})
+
+    def full_status() -> dict[str, Any]:
+        return {**status(state), "leadership": leadership_status(leadership)}
 
     def metrics() -> Response:
         return Response(HTTPStatus.OK, generate_latest(registry), CONTENT_TYPE_LATEST)
@@ -168,7 +179,7 @@ def routes(
     return {
         "/health": health,
         "/metrics": metrics,
-        "/": lambda: Response(HTTPStatus.OK, page.render(status(state), clock()).encode(), page.CONTENT_TYPE),
-        "/status": lambda: Response.json(HTTPStatus.OK, status(state)),
+        "/": lambda: Response(HTTPStatus.OK, page.render(full_status(), clock()).encode(), page.CONTENT_TYPE),
+        "/status": lambda: Response.json(HTTPStatus.OK, full_status()),
         "/routes": lambda: Response.json(HTTPStatus.OK, routing_table(state)),
     }

@@ -20,6 +20,7 @@ from autoscaler import core
 from autoscaler.collectors import Reading, Resolver, read_collectors, resolve_all
 from autoscaler.core import Decision, Observation, Policy, ServiceState
 from autoscaler.entrypoint import History, RequestReading, read_entry_points
+from autoscaler.leadership import Leadership
 from autoscaler.policy import service_policy
 from autoscaler.problems import Problems
 from autoscaler.routing import RoutedService, route_of
@@ -30,7 +31,6 @@ from autoscaler.swarm import RunningTask, StaleServiceError, Swarm, SwarmService
 from autoscaler.timeline import Timeline
 from autoscaler.traffic import Window
 from common.config import ConfigError
-from common.lifecycle import sleep_unless_stopped
 
 log = structlog.get_logger("autoscaler")
 
@@ -100,6 +100,8 @@ class DaemonState:
     routes: dict[str, RoutedService] = field(default_factory=dict)
     """Per service name: its route at the entry point, from its labels."""
     problems: Problems = field(default_factory=Problems)
+    acting_term: int | None = None
+    """The lease's term this instance acts in; None while it stands by."""
 
     @property
     def docker_error(self) -> str | None:
@@ -154,7 +156,9 @@ class Autoscaler:
         store: ConfigStateStore | None = None,
         clock: Callable[[], float] = time.time,
         resolve: Resolver = resolve_all,
+        leadership: Leadership | None = None,
     ) -> None:
+        """``leadership``: the lease that says whether this instance acts; None: it always does."""
         self.settings = settings
         self.state = DaemonState()
         self._swarm = swarm
@@ -163,6 +167,7 @@ class Autoscaler:
         self._clock = clock
         self._resolve = resolve
         self._sequence = 0
+        self._leadership = leadership
 
     async def run(self, stop: asyncio.Event) -> None:
         interval = self.settings.loop.check_interval
@@ -179,11 +184,26 @@ class Autoscaler:
             next_check = max(next_check + interval, time.monotonic())
             early_read = next_check - surge_window
             if early_read > time.monotonic():
-                if await sleep_unless_stopped(stop, early_read - time.monotonic()):
+                if await self._wait(stop, early_read - time.monotonic()):
                     break
                 await self.read_requests()
-            if await sleep_unless_stopped(stop, next_check - time.monotonic()):
+            if await self._wait(stop, next_check - time.monotonic()):
                 break
+            if self._leadership is not None and self._leadership.acquired.is_set():
+                # An instance that just took the lease checks at once, on a schedule of its own.
+                next_check = time.monotonic()
+
+    async def _wait(self, stop: asyncio.Event, seconds: float) -> bool:
+        """Sleep ``seconds``, or less if this instance takes the lease; True if the daemon stops."""
+        waits = [asyncio.create_task(stop.wait(), name="stop-wait")]
+        if self._leadership is not None:
+            waits.append(asyncio.create_task(self._leadership.acquired.wait(), name="lease-acquired"))
+        try:
+            await asyncio.wait(waits, timeout=max(0.0, seconds), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+        return stop.is_set()
 
     async def read_requests(self) -> None:
         """The entry points' counters into the history only: where the next check's surge window starts."""
@@ -208,7 +228,9 @@ class Autoscaler:
         state.problems.clear("docker", "services")
         state.problems.report("service_entry", malformed)
         state.routes = await self._routes()
-        await self._load_state(services)
+        acting = self._acting()
+        if acting:
+            await self._load_state(services)
         tasks = await self._running_tasks()
         reading = await read_collectors(self.settings.collectors, self._http, self._resolve)
         self._note_collectors(reading, services, tasks)
@@ -218,7 +240,11 @@ class Autoscaler:
         self._note_entry_points(requests)
         for service in services:
             try:
-                await self._handle(service, Inputs(reading, tasks, requests), now)
+                if acting:
+                    await self._handle(service, Inputs(reading, tasks, requests), now)
+                else:
+                    # A standby reads the policy only, so that its routing table is the active one's.
+                    self._policy(service, state.services.setdefault(service.name, ServiceRecord()))
                 state.problems.clear("decision", service.name)
             except Exception as error:
                 log.exception("decision failed", service=service.name)
@@ -230,6 +256,31 @@ class Autoscaler:
         for gone in set(state.memory) - ids:
             del state.memory[gone]
         state.last_successful_check_at = self._clock()
+
+    def _acting(self) -> bool:
+        """Whether this instance decides and writes in this check.
+
+        An instance that starts a new term forgets what it remembered: what the others
+        did meanwhile is in the saved state, which it reads again.
+        """
+        leadership = self._leadership
+        if leadership is None:
+            return True
+        leadership.acquired.clear()
+        term = leadership.term
+        state = self.state
+        if term is not None and term != state.acting_term:
+            state.state_loaded = False
+            state.memory.clear()
+            state.saved.clear()
+        elif term is None and state.acting_term is not None:
+            # Deposed: its last decisions are no longer the swarm's, on /status or in /metrics.
+            state.services.clear()
+        state.acting_term = term
+        return term is not None
+
+    def _may_write(self) -> bool:
+        return self._leadership is None or self._leadership.leading()
 
     async def _routes(self) -> dict[str, RoutedService]:
         """Every routed service's route; a service whose route labels are bad is left out and reported."""
@@ -409,6 +460,10 @@ class Autoscaler:
             if not decision.changes or policy.dry_run:
                 memory = decision.state
                 break
+            if self._leadership is not None and not await self._leadership.confirm():
+                # Deposed since the check began: the instance that holds the lease decides.
+                state.problems.set("leadership", service.name, "lease lost before the write: not written")
+                break
             try:
                 await asyncio.to_thread(self._swarm.scale, service, decision.desired_replicas)
             except StaleServiceError as error:
@@ -427,6 +482,7 @@ class Autoscaler:
                 memory = decision.state
                 break
             state.problems.clear("scale", service.name)
+            state.problems.clear("leadership", service.name)
             memory = core.record_change(
                 decision.state, now, decision.current_replicas, decision.desired_replicas
             )
@@ -473,7 +529,7 @@ class Autoscaler:
     async def _save(self, service: SwarmService, memory: ServiceState, now: float, urgent: bool) -> None:
         """Keep the state at once after a change, otherwise at most every STATE_SAVE_INTERVAL."""
         state = self.state
-        if self._store is None:
+        if self._store is None or not self._may_write():
             return
         saved = state.saved.get(service.id)
         if saved is not None and (

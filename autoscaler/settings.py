@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from autoscaler.core import Policy
+from autoscaler.lease import LeaseSettings
 from autoscaler.policy import parse_policy, policy_environment
-from common.config import DAY, raw, read_choice, read_float, read_name, read_port, read_str
+from common.config import DAY, ConfigError, raw, read_choice, read_float, read_name, read_port, read_str
 from common.logs import LEVELS
 
 
@@ -48,6 +50,15 @@ class StateSettings:
 
 
 @dataclass(frozen=True)
+class InstanceSettings:
+    name: str
+    """This instance's name in the lease: unique among the instances (the stack uses the task's name)."""
+    docker_host: str
+    """The engine's API (``unix:///path`` or ``tcp://host:port``)."""
+    lease: LeaseSettings
+
+
+@dataclass(frozen=True)
 class ServerSettings:
     host: str
     port: int
@@ -60,6 +71,7 @@ class Settings:
     entry_point: EntryPointSettings
     server: ServerSettings
     state: StateSettings
+    instance: InstanceSettings
     policy: Policy
     """The default policy, before any service's labels."""
     policy_environment: dict[str, str]
@@ -69,6 +81,33 @@ class Settings:
 
 def _scope(environ: Mapping[str, str]) -> str | None:
     return None if raw(environ, "AUTOSCALER_SCOPE") is None else read_name(environ, "AUTOSCALER_SCOPE", "")
+
+
+def _lease(environ: Mapping[str, str]) -> LeaseSettings:
+    """Kubernetes' defaults (15 s, 10 s, 2 s); each shorter than the one before, as they must be."""
+    duration = read_float(environ, "LEASE_DURATION", 15.0, minimum=1, maximum=3600)
+    renew_deadline = read_float(environ, "LEASE_RENEW_DEADLINE", 10.0, minimum=0.5, maximum=3600)
+    retry_period = read_float(environ, "LEASE_RETRY_PERIOD", 2.0, minimum=0.1, maximum=3600)
+    if renew_deadline >= duration:
+        raise ConfigError(
+            "LEASE_RENEW_DEADLINE",
+            raw(environ, "LEASE_RENEW_DEADLINE") or "10",
+            "must be shorter than LEASE_DURATION",
+        )
+    if retry_period >= renew_deadline:
+        raise ConfigError(
+            "LEASE_RETRY_PERIOD",
+            raw(environ, "LEASE_RETRY_PERIOD") or "2",
+            "must be shorter than LEASE_RENEW_DEADLINE",
+        )
+    return LeaseSettings(duration, renew_deadline, retry_period)
+
+
+def _docker_host(environ: Mapping[str, str]) -> str:
+    value = read_str(environ, "DOCKER_HOST", "unix:///var/run/docker.sock")
+    if not value.startswith(("unix:///", "tcp://")):
+        raise ConfigError("DOCKER_HOST", value, "must be unix:///path or tcp://host:port")
+    return value
 
 
 def load(environ: Mapping[str, str]) -> Settings:
@@ -95,6 +134,11 @@ def load(environ: Mapping[str, str]) -> Settings:
         state=StateSettings(
             scope=_scope(environ),
             save_interval=read_float(environ, "STATE_SAVE_INTERVAL", 60.0, minimum=1, maximum=DAY),
+        ),
+        instance=InstanceSettings(
+            name=read_str(environ, "AUTOSCALER_INSTANCE", socket.gethostname()),
+            docker_host=_docker_host(environ),
+            lease=_lease(environ),
         ),
         policy=parse_policy(environ),
         policy_environment=policy_environment(environ),

@@ -9,6 +9,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from autoscaler.daemon import DaemonState, ServiceRecord
+from autoscaler.leadership import Leadership
 from autoscaler.traffic import REPORTED_QUANTILES
 
 
@@ -27,13 +28,33 @@ def _counter(
 
 
 class AutoscalerCollector(Collector):
-    def __init__(self, state: DaemonState) -> None:
+    def __init__(self, state: DaemonState, leadership: Leadership | None = None) -> None:
         self._state = state
+        self._leadership = leadership
 
     def collect(self) -> Iterator[Metric]:
         yield from self._per_service()
         yield from self._counters()
         yield from self._daemon()
+        yield from self._lease()
+
+    def _lease(self) -> Iterator[Metric]:
+        if self._leadership is None:
+            return
+        status = self._leadership.status()
+        active = _gauge(
+            "autoscaler_active", "1 if this instance holds the lease and acts, 0 if it stands by.", "instance"
+        )
+        active.add_metric([status.instance], 1 if status.active else 0)
+        yield active
+        if status.active_since is not None:
+            since = _gauge(
+                "autoscaler_active_since_timestamp_seconds",
+                "When this instance took the lease, in seconds since the epoch.",
+                "instance",
+            )
+            since.add_metric([status.instance], status.active_since)
+            yield since
 
     def _per_service(self) -> Iterator[Metric]:
         current = _gauge(

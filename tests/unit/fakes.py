@@ -184,3 +184,63 @@ def resolver_for(addresses, entry_points=()):
         return list(entry_points) if host == "tasks.nginx" else list(addresses)
 
     return resolve
+
+
+class FakeEngineConfigs:
+    """The Engine API's config endpoints, as the lease store speaks them over HTTP.
+
+    Updates are conditional on the version, as in the engine; ``down`` makes every
+    request fail as a manager without quorum does; ``answers`` replaces the next answers.
+    """
+
+    def __init__(self):
+        self.configs = {}
+        self.down = False
+        self.answers = []
+        self._ids = itertools.count(1)
+        self._versions = itertools.count(10)
+
+    def transport(self):
+        return httpx.MockTransport(self.handle)
+
+    def handle(self, request):  # noqa: PLR0911 - one answer per endpoint and error, as the engine gives
+        if self.answers:
+            return self.answers.pop(0)
+        if self.down:
+            return httpx.Response(500, text="rpc error: context deadline exceeded")
+        path = request.url.path
+        if request.method == "GET" and path == "/configs":
+            names = json.loads(request.url.params["filters"])["name"]
+            found = [c for c in self.configs.values() if c["Spec"]["Name"].startswith(names[0])]
+            return httpx.Response(200, json=copy.deepcopy(found))
+        if request.method == "POST" and path == "/configs/create":
+            spec = json.loads(request.content)
+            if any(c["Spec"]["Name"] == spec["Name"] for c in self.configs.values()):
+                return httpx.Response(409, json={"message": "name conflicts with an existing object"})
+            config_id = f"lease{next(self._ids)}"
+            self.configs[config_id] = {
+                "ID": config_id,
+                "Version": {"Index": next(self._versions)},
+                "Spec": spec,
+            }
+            return httpx.Response(201, json={"ID": config_id})
+        config_id = path.split("/")[2]
+        config = self.configs.get(config_id)
+        if config is None:
+            return httpx.Response(404, json={"message": "no such config"})
+        if request.method == "GET":
+            return httpx.Response(200, json=copy.deepcopy(config))
+        if int(request.url.params["version"]) != config["Version"]["Index"]:
+            return httpx.Response(500, json={"message": "rpc error: update out of sequence"})
+        spec = json.loads(request.content)
+        if {k: v for k, v in spec.items() if k != "Labels"} != {
+            k: v for k, v in config["Spec"].items() if k != "Labels"
+        }:
+            return httpx.Response(400, json={"message": "only updates to Labels are allowed"})
+        config["Spec"] = spec
+        config["Version"]["Index"] = next(self._versions)
+        return httpx.Response(200)
+
+    def holder(self):
+        (config,) = self.configs.values()
+        return config["Spec"]["Labels"]["autoscaler.lease.holder"]

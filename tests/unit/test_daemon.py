@@ -13,6 +13,9 @@ from autoscaler import daemon as daemon_module
 from autoscaler.api import routes
 from autoscaler.core import ServiceState
 from autoscaler.daemon import Autoscaler
+from autoscaler.leadership import Leadership
+from autoscaler.lease import LeaseSettings, Record
+from autoscaler.lease_store import LeaseStoreError
 from autoscaler.settings import load
 from autoscaler.state_store import ConfigStateStore
 from autoscaler.swarm import Swarm
@@ -32,7 +35,8 @@ class Harness:
     the CPU set per service name in ``cpu``; ``reports`` can replace any answer.
     """
 
-    def __init__(self, services, cpu, environment=None, store=False):
+    def __init__(self, services, cpu, environment=None, store=False, leadership=None):
+        self.leadership = leadership
         self.api = FakeDockerApi(services)
         self.now = NOW
         self.cpu = dict(cpu)
@@ -102,6 +106,7 @@ class Harness:
             store=self.store,
             clock=lambda: self.now,
             resolve=resolver_for(self.collector_answers(), self.entry),
+            leadership=self.leadership,
         )
         if self.daemon_state is not None:
             daemon.state = self.daemon_state  # keep memory across checks, as the live loop does
@@ -637,6 +642,97 @@ class TestConcurrency:
         assert shown["surge_window_seconds"] == 6
         assert shown["surge_concurrency_per_ready_replica"] == 8
         assert shown["concurrency_per_ready_replica"] == pytest.approx(156 / 30 / 3, abs=0.001)
+
+
+class LeaseRecords:
+    """The lease as the engine keeps it, behind the store's interface: writes are conditional."""
+
+    def __init__(self):
+        self.record = Record("", 0, 1)
+        self.refuse = False
+
+    async def read(self):
+        return self.record
+
+    async def write(self, record):
+        if self.refuse or record.version != self.record.version:
+            raise LeaseStoreError("update out of sequence")
+        self.record = Record(record.holder, record.term, self.record.version + 1)
+        return self.record.version
+
+
+def leader(records, name, now=0.0):
+    """An instance's lease loop that has taken the lease at ``now`` (its monotonic clock stays there)."""
+    leadership = Leadership(records, LeaseSettings(15, 10, 2), name, monotonic=lambda: now)
+    records.record = Record(records.record.holder or name, records.record.term, records.record.version)
+    asyncio.run(leadership.attempt())
+    return leadership
+
+
+class TestActiveInstance:
+    def test_a_standby_reads_policies_but_neither_scales_nor_saves(self):
+        records = LeaseRecords()
+        records.record = Record("other", 1, 5)
+        standby = Leadership(records, LeaseSettings(15, 10, 2), "me", monotonic=lambda: 0.0)
+        harness = Harness([web()], {"s_web": 95.0}, store=True, leadership=standby)
+        asyncio.run(standby.attempt())
+        state = harness.check()
+        assert harness.api.updates == []
+        assert harness.api.configs_by_id == {}
+        assert state.services["s_web"].policy is not None  # so its routing table is the active one's
+        assert state.services["s_web"].decision is None
+        assert state.acting_term is None
+
+    def test_the_active_instance_scales_and_says_so_on_its_endpoints(self):
+        records = LeaseRecords()
+        active = leader(records, "me")
+        harness = Harness([web()], {"s_web": 95.0}, store=True, leadership=active)
+        state = harness.check()
+        assert harness.replicas() == 4
+        assert state.acting_term == 1
+        handlers = routes(state, CollectorRegistry(), lambda: NOW, 5, 90, leadership=active)
+        health = json.loads(handlers["/health"]().body)
+        assert health["leadership"]["instance"] == "me"
+        assert health["leadership"]["active"] is True
+        assert json.loads(handlers["/status"]().body)["leadership"]["term"] == 1
+
+    def test_an_instance_deposed_before_its_write_does_not_write(self):
+        records = LeaseRecords()
+        active = leader(records, "me")
+        records.refuse = True  # another instance took the lease since the last renewal
+        harness = Harness([web()], {"s_web": 95.0}, store=True, leadership=active)
+        state = harness.check()
+        assert harness.api.updates == []
+        assert "lease lost" in state.problems.of("s_web")["leadership"]
+        assert harness.api.configs_by_id == {}
+
+    def test_a_deposed_instance_no_longer_reports_its_decisions(self):
+        records = LeaseRecords()
+        active = leader(records, "me")
+        harness = Harness([web()], {"s_web": 95.0}, store=True, leadership=active)
+        assert harness.check().services["s_web"].decision is not None
+        records.record = Record("other", 2, records.record.version + 1)
+        asyncio.run(active.attempt())
+        state = harness.check()
+        assert state.acting_term is None
+        assert state.services["s_web"].decision is None
+        assert state.services["s_web"].policy is not None
+
+    def test_the_instance_that_takes_over_honours_the_cooldown_of_the_one_before(self):
+        records = LeaseRecords()
+        harness = Harness([web()], {"s_web": 95.0}, store=True, leadership=leader(records, "a"))
+        harness.check()
+        assert harness.replicas() == 4
+        # b stood by with its own memory; now a's manager is gone and b takes the lease.
+        harness.restart()
+        records.record = Record("b", 2, records.record.version + 1)
+        harness.leadership = leader(records, "b")
+        harness.now += 20
+        state = harness.check()
+        assert harness.replicas() == 4
+        reason = state.services["s_web"].decision.reason
+        assert (reason.action, reason.limited_by) == ("none", ("cooldown",))
+        assert state.acting_term == 3
 
 
 class TestConfigStateStore:
