@@ -79,7 +79,7 @@ class TestMonitoring:
             60,
         )
         rules = [rule for group in groups for rule in group["rules"]]
-        assert len(rules) == 15
+        assert len(rules) == 16
         assert not [rule for rule in rules if rule.get("lastError")]
         keep(
             REPORT,
