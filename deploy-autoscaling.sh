@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Deploy the autoscaling stack on this machine, or update it in place.
+# Deploy the autoscaling stack, or update it in place: on this machine's swarm, or on the
+# swarm whose manager DOCKER_HOST points at (then REGISTRY=host:port, or a local swarm of
+# ./local-swarm.sh, gets the images to every node).
 #
 #   ./deploy-autoscaling.sh                    install Docker if needed, build, deploy, wait, print endpoints
 #   ./deploy-autoscaling.sh --with-monitoring  the same, with a Prometheus server and its alert rules
@@ -14,72 +16,34 @@ set -euo pipefail
 shopt -s inherit_errexit
 
 cd "$(dirname "$0")"
+LOG_PREFIX=deploy
+# shellcheck source=scripts/common.sh
+. scripts/common.sh
 STACK_NAME=${STACK_NAME:-autoscaling}
-BASE_IMAGE=${BASE_IMAGE:-python:3.11-slim}
-BASE_PACKAGES=python3,python3-venv,nginx-light,libnginx-mod-http-lua
-# Named after its packages, so that a base built with other packages is not reused.
-LOCAL_BASE_IMAGE=${LOCAL_BASE_IMAGE:-swarm-autoscaler-base:bookworm-$(printf %s "$BASE_PACKAGES" | sha256sum | cut -c1-8)}
-DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 CONVERGE_TIMEOUT=${CONVERGE_TIMEOUT:-300}
 STABLE_SECONDS=${STABLE_SECONDS:-10}
-DOCKERD_LOG=${DOCKERD_LOG:-/var/log/dockerd.log}
+REGISTRY=${REGISTRY:-}
 PYTHON_VERSION=3.11
 
-say() { printf '[deploy] %s\n' "$*" >&2; }
-die() { say "error: $*"; exit 1; }
-
-apt_install() {
-    say "installing $*"
-    if [ -z "$(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -print -quit 2>/dev/null)" ]; then
-        apt-get update -qq
-    fi
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null \
-        || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null; }
-}
-
+# Images are built by this machine's engine; the stack goes to the swarm DOCKER_HOST
+# points at (this machine's when unset).
 ensure_docker() {
-    command -v dockerd >/dev/null || apt_install docker.io
-    if docker info >/dev/null 2>&1; then
-        return
+    ensure_local_docker
+    if [ -n "${DOCKER_HOST:-}" ] && ! docker info >/dev/null 2>&1; then
+        die "no Docker engine answers at DOCKER_HOST=$DOCKER_HOST"
     fi
-    # No init system here: start the engine in the background, as its own session.
-    say "starting dockerd (log: $DOCKERD_LOG)"
-    setsid dockerd >"$DOCKERD_LOG" 2>&1 < /dev/null &
-    for _ in $(seq 60); do
-        docker info >/dev/null 2>&1 && return
-        sleep 1
-    done
-    die "dockerd did not start; see $DOCKERD_LOG"
 }
 
+# A swarm that exists is kept as it is; otherwise this engine starts a single-node one.
 ensure_swarm() {
     local state
     state=$(docker info --format '{{.Swarm.LocalNodeState}}')
     if [ "$state" != active ]; then
-        say "initialising a single-node swarm"
+        say "initialising a swarm advertising ${SWARM_ADVERTISE_ADDR:-127.0.0.1}"
         docker swarm init --advertise-addr "${SWARM_ADVERTISE_ADDR:-127.0.0.1}" >/dev/null
+    elif [ "$(docker info --format '{{.Swarm.ControlAvailable}}')" != true ]; then
+        die "DOCKER_HOST${DOCKER_HOST:+=$DOCKER_HOST} is a worker: point it at a manager of the swarm"
     fi
-}
-
-# The image the project is built on: BASE_IMAGE if it can be pulled, else a local
-# Debian image made with debootstrap (built once, then reused).
-choose_base_image() {
-    if docker image inspect "$BASE_IMAGE" >/dev/null 2>&1 || docker pull -q "$BASE_IMAGE" >/dev/null 2>&1; then
-        echo "$BASE_IMAGE"
-        return
-    fi
-    if ! docker image inspect "$LOCAL_BASE_IMAGE" >/dev/null 2>&1; then
-        say "cannot pull $BASE_IMAGE; building $LOCAL_BASE_IMAGE with debootstrap (about a minute)"
-        command -v debootstrap >/dev/null || apt_install debootstrap
-        local rootfs
-        rootfs=$(mktemp -d /var/tmp/autoscaler-rootfs.XXXXXX)
-        debootstrap --variant=minbase --include="$BASE_PACKAGES" \
-            bookworm "$rootfs" "$DEBIAN_MIRROR" >/dev/null
-        rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
-        tar -C "$rootfs" -c . | docker import - "$LOCAL_BASE_IMAGE" >/dev/null
-        rm -rf "$rootfs"
-    fi
-    echo "$LOCAL_BASE_IMAGE"
 }
 
 source_digest() {
@@ -107,14 +71,14 @@ build_wheels() {
 
 build_image() {
     local image="swarm-autoscaler:$(source_digest)"
-    if docker image inspect "$image" >/dev/null 2>&1; then
+    if local_docker image inspect "$image" >/dev/null 2>&1; then
         say "image $image is up to date"
     else
         local base
         base=$(choose_base_image)
         say "building $image on $base"
         build_wheels
-        docker build -q --build-arg "BASE_IMAGE=$base" -t "$image" . >/dev/null
+        local_docker build -q --build-arg "BASE_IMAGE=$base" -t "$image" . >/dev/null
     fi
     echo "$image"
 }
@@ -124,11 +88,11 @@ build_image() {
 build_data_image() {
     local app="$1" image
     image="swarm-autoscaler-data:$({ echo "$app"; cat data_tier/Dockerfile data_tier/haproxy.cfg; } | sha256sum | cut -c1-12)"
-    if docker image inspect "$image" >/dev/null 2>&1; then
+    if local_docker image inspect "$image" >/dev/null 2>&1; then
         say "image $image is up to date"
     else
         say "building $image (PostgreSQL, Redis, HAProxy) on $app"
-        docker build -q --build-arg "APP_IMAGE=$app" -t "$image" data_tier >/dev/null
+        local_docker build -q --build-arg "APP_IMAGE=$app" -t "$image" data_tier >/dev/null
     fi
     echo "$image"
 }
@@ -151,7 +115,7 @@ build_prometheus_image() {
         version=$(apt-cache policy prometheus | awk '/Candidate:/ { print $2 }')
     fi
     image="swarm-autoscaler-prometheus:$({ echo "$version $base"; cat monitoring/Dockerfile monitoring/prometheus.yml monitoring/alerts.yml; } | sha256sum | cut -c1-12)"
-    if docker image inspect "$image" >/dev/null 2>&1; then
+    if local_docker image inspect "$image" >/dev/null 2>&1; then
         say "image $image is up to date"
     else
         say "building $image (Prometheus $version) on $base"
@@ -160,7 +124,7 @@ build_prometheus_image() {
         (cd build/prometheus && apt-get download -q -o APT::Sandbox::User=root "prometheus=$version" >/dev/null)
         dpkg-deb -x build/prometheus/prometheus_*.deb build/prometheus/package
         cp monitoring/prometheus.yml monitoring/alerts.yml build/prometheus/
-        docker build -q --build-arg "BASE_IMAGE=$base" -f monitoring/Dockerfile -t "$image" build/prometheus >/dev/null
+        local_docker build -q --build-arg "BASE_IMAGE=$base" -f monitoring/Dockerfile -t "$image" build/prometheus >/dev/null
     fi
     echo "$image"
 }
@@ -200,21 +164,22 @@ configuration_failure() {
     return 1
 }
 
-# Any HTTP answer from a daemon's /health counts: it runs and serves. What it says is its own.
-answers() {
-    python3 - "$1" <<'PY' >/dev/null 2>&1
-import sys, urllib.error, urllib.request
-try:
-    urllib.request.urlopen(sys.argv[1], timeout=3)
-except urllib.error.HTTPError:
-    pass
-PY
-}
-
-# Each URL given answers (see answers).
+# Each URL answers /health with any HTTP status: the daemon runs and serves; what it says
+# is its own. On this machine's swarm the URLs are its published ports; on another, they
+# are asked from a container on the stack's network, on the manager DOCKER_HOST points at.
 all_answer() {
-    local url
-    for url in "$@"; do answers "$url" || return 1; done
+    local probe=(python3 -)
+    if [ -n "$REMOTE_SWARM" ]; then
+        probe=(docker run --rm -i --network "${STACK_NAME}_backend" "$APP_IMAGE" python -)
+    fi
+    "${probe[@]}" "$@" <<'PY' >/dev/null 2>&1
+import sys, urllib.error, urllib.request
+for url in sys.argv[1:]:
+    try:
+        urllib.request.urlopen(url, timeout=3)
+    except urllib.error.HTTPError:
+        pass
+PY
 }
 
 # Every service has run all its tasks, the same tasks, for STABLE_SECONDS, and the
@@ -224,8 +189,11 @@ wait_stable() {
     say "waiting for every service to run its tasks stably for ${STABLE_SECONDS}s"
     local deadline=$((SECONDS + CONVERGE_TIMEOUT)) failure pending before after
     local health=("http://127.0.0.1:${AUTOSCALER_PORT:-8080}/health" "http://127.0.0.1:${COLLECTOR_PORT:-8090}/health")
+    if [ -n "$REMOTE_SWARM" ]; then
+        health=(http://tasks.autoscaler:8080/health http://tasks.metrics-collector:8090/health)
+    fi
     if [ -n "$WITH_MONITORING" ]; then
-        health+=("http://127.0.0.1:${PROMETHEUS_PORT:-9090}/-/ready")
+        health+=("http://${REMOTE_SWARM:+tasks.prometheus}${REMOTE_SWARM:-127.0.0.1}:${PROMETHEUS_PORT:-9090}/-/ready")
     fi
     while :; do
         if failure=$(configuration_failure); then
@@ -250,27 +218,94 @@ wait_stable() {
     done
 }
 
+# Set when the swarm is not this machine's engine: its ports are not this machine's.
+REMOTE_SWARM=
+find_target() {
+    if [ -n "${DOCKER_HOST:-}" ] && [ "$(docker info --format '{{.ID}}')" != "$(local_docker info --format '{{.ID}}')" ]; then
+        REMOTE_SWARM=1
+    fi
+}
+
+# The node of ./local-swarm.sh that DOCKER_HOST points at, if it is one.
+in_local_swarm() {
+    local name
+    name=$(docker info --format '{{.Name}}')
+    local_docker ps --filter label=swarm-autoscaler.local-swarm --format '{{.Names}}' | grep -qx ".*-$name"
+}
+
+# Get the images to every node that may run them, and print the names to deploy:
+# pushed to REGISTRY (the nodes pull them with this machine's credentials for it); loaded
+# into each node of a local swarm; or, on this machine's engine, used as they are.
+deliver() {
+    local image pushed=()
+    if [ -n "$REGISTRY" ]; then
+        [[ $REGISTRY =~ ^[A-Za-z0-9.-]+(:[0-9]+)?(/[a-z0-9._/-]+)?$ ]] || { say "error: REGISTRY is not host:port: $REGISTRY"; exit 2; }
+        for image in "$@"; do
+            local_docker tag "$image" "$REGISTRY/$image"
+            say "pushing $REGISTRY/$image"
+            local_docker push -q "$REGISTRY/$image" >/dev/null
+            pushed+=("$REGISTRY/$image")
+        done
+        printf '%s\n' "${pushed[@]}"
+        return
+    fi
+    if [ -n "$REMOTE_SWARM" ]; then
+        if in_local_swarm; then
+            ./local-swarm.sh load "$@"
+        elif [ "$(docker node ls -q | wc -l)" -eq 1 ]; then
+            say "copying $* to the engine at $DOCKER_HOST"
+            local_docker save "$@" | docker load -q >/dev/null
+        else
+            say "error: REGISTRY is not set: this swarm has $(docker node ls -q | wc -l) nodes, and each must pull the images from a registry"
+            exit 2
+        fi
+    fi
+    printf '%s\n' "$@"
+}
+
+# The autoscaler ran as one replica before it ran on every manager, and Swarm cannot change
+# a service's mode in place: that one is removed first. Its decision state is kept (configs).
+replace_single_autoscaler() {
+    local service="${STACK_NAME}_autoscaler"
+    if [ "$(docker service inspect -f '{{if .Spec.Mode.Replicated}}replicated{{end}}' "$service" 2>/dev/null)" = replicated ]; then
+        say "replacing $service (one replica) by one instance per manager"
+        docker service rm "$service" >/dev/null
+    fi
+}
+
 deploy() {
     ensure_docker
+    find_target
     ensure_swarm
-    APP_IMAGE=$(build_image)
-    DATA_IMAGE=$(build_data_image "$APP_IMAGE")
-    export APP_IMAGE DATA_IMAGE
-    ensure_data_node
-    local files=(-c stack.yml)
+    local images files=(-c stack.yml) built=()
+    built+=("$(build_image)")
+    built+=("$(build_data_image "${built[0]}")")
     if [ -n "$WITH_MONITORING" ]; then
-        PROMETHEUS_IMAGE=$(build_prometheus_image "$(choose_base_image)")
-        export PROMETHEUS_IMAGE
+        built+=("$(build_prometheus_image "$(choose_base_image)")")
         files+=(-c stack.monitoring.yml)
     fi
+    mapfile -t images < <(deliver "${built[@]}")
+    APP_IMAGE=${images[0]} DATA_IMAGE=${images[1]} PROMETHEUS_IMAGE=${images[2]:-}
+    export APP_IMAGE DATA_IMAGE PROMETHEUS_IMAGE
+    ensure_data_node
     # This autoscaler acts on this stack's services only, unless AUTOSCALER_SCOPE says
     # otherwise (set it empty to act on every labelled service in the swarm).
     export AUTOSCALER_SCOPE=${AUTOSCALER_SCOPE-$STACK_NAME}
     say "deploying stack $STACK_NAME with $APP_IMAGE"
     mapfile -t TASKS_BEFORE < <(docker stack ps -q "$STACK_NAME" 2>/dev/null || true)
-    # The image is local: asking a registry for it only prints warnings.
-    docker stack deploy --prune --resolve-image never "${files[@]}" "$STACK_NAME" >/dev/null
+    replace_single_autoscaler
+    if [ -n "$REGISTRY" ]; then
+        # Every node pulls the image by the digest pushed, with this machine's credentials.
+        docker stack deploy --prune --with-registry-auth --resolve-image always "${files[@]}" "$STACK_NAME" >/dev/null
+    else
+        # The images are on the nodes already: asking a registry for them only prints warnings.
+        docker stack deploy --prune --resolve-image never "${files[@]}" "$STACK_NAME" >/dev/null
+    fi
     wait_stable
+    if [ -n "$REMOTE_SWARM" ]; then
+        say "stack $STACK_NAME is up; each node that runs a service publishes its ports (for a local swarm: ./local-swarm.sh ports)"
+        return
+    fi
     cat <<ENDPOINTS
 Stack $STACK_NAME is up.
   demo API (through nginx)  http://127.0.0.1:${PUBLISHED_PORT:-80}/api/health
@@ -365,6 +400,6 @@ case "${1:-}" in
     --down) down ;;
     --backup) backup "${2:-}" ;;
     --restore) restore "${2:-}" ;;
-    -h|--help) sed -n '2,11p' "$0" ;;
+    -h|--help) sed -n '2,13p' "$0" ;;
     *) die "unknown argument $1 (use --with-monitoring, --down, --backup FILE, --restore FILE or nothing)" ;;
 esac
