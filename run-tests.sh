@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Run every check and test: lint, types, unit tests, and the end-to-end test, which
-# deploys the stack on a real Docker Swarm through deploy-autoscaling.sh (installing
-# and starting the Docker engine first if this machine has none). Runs as root.
+# Run every check and test: lint, types, unit tests, and the end-to-end tests, which
+# deploy the stack through deploy-autoscaling.sh on a real single-node Docker Swarm
+# (installing and starting the Docker engine first if this machine has none), and then on
+# a local swarm of four nodes (./local-swarm.sh). Runs as root.
 #
 #   ./run-tests.sh                 everything
 #   ./run-tests.sh tests/unit      only the unit tests (any pytest arguments work)
@@ -40,7 +41,8 @@ say "mypy --strict"
 say "pytest"
 # Written by the end-to-end tests of this run only.
 reports=(build/e2e-report.json build/e2e-operations.json build/e2e-request-metrics.json build/e2e-zero-drop.json
-    build/e2e-monitoring.json build/e2e-surge.json build/e2e-status-page.json build/e2e-data-tier.json)
+    build/e2e-monitoring.json build/e2e-surge.json build/e2e-status-page.json build/e2e-data-tier.json
+    build/e2e-multinode.json)
 rm -f "${reports[@]}"
 status=0
 .venv/bin/pytest "$@" || status=$?

@@ -51,8 +51,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: item.get_closest_marker("redeploys") is not None)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def stack() -> Iterator[Stack]:
+    """Removed after the package's last test, so that the multi-node tests have the machine to themselves."""
     environment = deploy_environment()
     script = DEPLOY
     subprocess.run([str(script), "--with-monitoring"], env=environment, check=True, timeout=900)

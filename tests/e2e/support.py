@@ -41,6 +41,10 @@ SETTINGS = {
     "CONTAINER_REFRESH_INTERVAL": "4",
     "MIN_REPLICAS": "2",
     "MAX_REPLICAS": "10",
+    # Kubernetes' lease of 15 s, renewed within 10 s and tried every 2 s, scaled to the 5 s checks.
+    "LEASE_DURATION": "6",
+    "LEASE_RENEW_DEADLINE": "4",
+    "LEASE_RETRY_PERIOD": "1",
     # The demo's cached reads come to tens of commands a second here, not the tens of thousands
     # a Redis replica is for by default.
     "REDIS_REPLICA_SCALE_UP_OPS": "40",
