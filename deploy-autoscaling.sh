@@ -239,7 +239,6 @@ in_local_swarm() {
 deliver() {
     local image pushed=()
     if [ -n "$REGISTRY" ]; then
-        [[ $REGISTRY =~ ^[A-Za-z0-9.-]+(:[0-9]+)?(/[a-z0-9._/-]+)?$ ]] || { say "error: REGISTRY is not host:port: $REGISTRY"; exit 2; }
         for image in "$@"; do
             local_docker tag "$image" "$REGISTRY/$image"
             say "pushing $REGISTRY/$image"
@@ -273,18 +272,29 @@ replace_single_autoscaler() {
     fi
 }
 
+# Checked before anything is built or touched: exit 2 with one line naming the value.
+check_settings() {
+    if [ -n "$REGISTRY" ] && ! [[ $REGISTRY =~ ^[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[a-z0-9._/-]+)?$ ]]; then
+        say "error: REGISTRY=$REGISTRY is not host[:port][/path]"
+        exit 2
+    fi
+}
+
 deploy() {
+    check_settings
     ensure_docker
     find_target
     ensure_swarm
-    local images files=(-c stack.yml) built=()
+    local images delivered files=(-c stack.yml) built=()
     built+=("$(build_image)")
     built+=("$(build_data_image "${built[0]}")")
     if [ -n "$WITH_MONITORING" ]; then
         built+=("$(build_prometheus_image "$(choose_base_image)")")
         files+=(-c stack.monitoring.yml)
     fi
-    mapfile -t images < <(deliver "${built[@]}")
+    # Not in a process substitution: a refusal in deliver must stop the deploy.
+    delivered=$(deliver "${built[@]}")
+    mapfile -t images <<<"$delivered"
     APP_IMAGE=${images[0]} DATA_IMAGE=${images[1]} PROMETHEUS_IMAGE=${images[2]:-}
     export APP_IMAGE DATA_IMAGE PROMETHEUS_IMAGE
     ensure_data_node

@@ -143,6 +143,18 @@ class TestReadmeCommands:
                     continue  # the file
                 assert word in taken, f"{command.text}: {word} is not one of {sorted(taken)}"
 
+    def test_the_local_swarm_commands_are_its_own(self):
+        script = (ROOT / "local-swarm.sh").read_text()
+        taken = set(re.findall(r"^\s+([a-z-]+)\)", script, re.MULTILINE))
+        options = set(re.findall(r"^\s+(--[a-z-]+)\)", script, re.MULTILINE))
+        commands = named(("./local-swarm.sh",))
+        assert commands
+        for command in commands:
+            subcommand, *rest = command.words[1:]
+            assert subcommand in taken, f"{command.text}: {subcommand} is not one of {sorted(taken)}"
+            flags = [word for word in rest if word.startswith("--")]
+            assert set(flags) <= options, f"{command.text}: {flags} are not among {sorted(options)}"
+
     def test_every_autoscaler_endpoint_in_the_table_is_served(self):
         from autoscaler.api import routes  # noqa: PLC0415 - only this test needs the daemon's routes
         from autoscaler.daemon import DaemonState  # noqa: PLC0415 - as above
@@ -171,6 +183,7 @@ class TestReadmeCommandsRun:
             [sys.executable, "-m", "loadtest", "--help"],
             [sys.executable, "-m", "autoscaler", "simulate", "--help"],
             ["./deploy-autoscaling.sh", "--help"],
+            ["./local-swarm.sh", "--help"],
             ["./stress-test.sh", "--help"],
         ],
         ids=lambda arguments: " ".join(arguments[-3:]),
@@ -188,6 +201,11 @@ class TestReadmeCommandsRun:
         result = run([sys.executable, "-m", "autoscaler", "simulate", *words, "--json"])
         assert result.returncode == 0, result.stderr
         assert "predictive" in result.stdout
+
+    def test_a_registry_that_is_no_address_stops_the_deploy_before_anything_is_built(self):
+        result = run(["./deploy-autoscaling.sh"], REGISTRY="not a registry!")
+        assert result.returncode == 2
+        assert "REGISTRY=not a registry!" in result.stderr
 
     def test_down_of_a_stack_that_is_not_there_removes_nothing_and_succeeds(self):
         result = run(["./deploy-autoscaling.sh", "--down"], STACK_NAME=f"readme-check-{os.getpid()}")
