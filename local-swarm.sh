@@ -195,19 +195,26 @@ env_of_manager() {
     die "no manager of the local swarm answers"
 }
 
-# docker save into each running node's engine, in parallel.
+# docker save into each running node's engine that lacks one of the images, in parallel.
 load() {
     [ $# -gt 0 ] || die "load needs image names"
-    local node pids=() archive
+    local node pids=() archive missing=()
+    for node in $(running_nodes); do
+        in_node "$node" image inspect "$@" >/dev/null 2>&1 || missing+=("$node")
+    done
+    if [ ${#missing[@]} -eq 0 ]; then
+        say "every node has $*"
+        return
+    fi
     archive=$(mktemp /var/tmp/local-swarm-images.XXXXXX)
     local_docker save "$@" >"$archive"
-    for node in $(running_nodes); do
+    for node in "${missing[@]}"; do
         local_docker exec -i "$(node_name "$node")" docker load -q <"$archive" >/dev/null &
         pids+=($!)
     done
     for pid in "${pids[@]}"; do wait "$pid" || { rm -f "$archive"; die "loading $* into a node failed"; }; done
     rm -f "$archive"
-    say "loaded $* into node(s) $(running_nodes | paste -sd, -)"
+    say "loaded $* into node(s) $(IFS=,; echo "${missing[*]}")"
 }
 
 down() {
