@@ -8,6 +8,7 @@ fail with 503 within a few seconds, never hang.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -25,6 +26,8 @@ from redis.backoff import NoBackoff
 log = structlog.get_logger("demo_api")
 
 CACHE_SECONDS = 300
+ROUTER_MARKS_DOWN_SECONDS = 2.0
+"""The data router marks an instance down after two failed checks a second apart (haproxy.cfg)."""
 """How long a cached item stays in Redis."""
 MOST_VALUE_CHARACTERS = 10_000
 
@@ -119,20 +122,27 @@ class ItemStore:
     async def _on(
         self, pool: AsyncConnectionPool[Connection], work: Callable[[Connection], Awaitable[T]], retry: bool
     ) -> T:
-        """``work`` on a pooled connection; with ``retry``, once more on another after a lost connection."""
-        for attempt in (1, 2):
+        """``work`` on a pooled connection; with ``retry``, on others after a lost connection.
+
+        The instance that went away may hold more of the pool's connections. The router closes
+        them when it marks the instance down, and ``pool.check()`` then drops them: the second
+        try follows at once (a replica that drained has been marked down already), the last one
+        after the router has had the time to mark down one that died.
+        """
+        pauses = (0.0, ROUTER_MARKS_DOWN_SECONDS)
+        for attempt in range(len(pauses) + 1):
+            if attempt:
+                await asyncio.sleep(pauses[attempt - 1])
+                await pool.check()
             try:
                 async with pool.connection() as connection:
                     return await work(connection)
             except PoolTimeout as error:
                 raise UnavailableError(f"no connection within {self.settings.timeout:g} s") from error
             except psycopg.OperationalError as error:
-                if not retry or attempt == 2:
+                if not retry or attempt == len(pauses):
                     raise UnavailableError(str(error).strip()) from error
                 log.info("read retried on another connection", error=str(error).strip())
-                # The instance that went away may hold more of the pool's connections: the router
-                # has closed them (it does when it marks an instance down), and the check drops them.
-                await pool.check()
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
     async def _schema(self, connection: Connection) -> None:

@@ -1,9 +1,12 @@
+import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import psycopg
 import pytest
 
+from demo_api import items
 from demo_api.__main__ import failure_fraction, work_milliseconds
 from tests.unit.demo import running_demo
 
@@ -97,3 +100,66 @@ class TestGracefulShutdown:
             assert client.get(demo.url + "/api/health").status_code == 200
             demo.stop()
             assert demo.stopped()
+
+
+class LosingPool:
+    """A pool at the I/O boundary whose first ``losses`` connections are lost mid-query."""
+
+    def __init__(self, losses):
+        self.losses = losses
+        self.checks = 0
+        self.queries = 0
+
+    def connection(self):
+        pool = self
+
+        class Lease:
+            async def __aenter__(self):
+                return self
+
+            async def __aexit__(self, *_):
+                return False
+
+            async def execute(self, query, parameters):  # noqa: ARG002 - the query is the store's
+                pool.queries += 1
+                if pool.queries <= pool.losses:
+                    raise psycopg.OperationalError("server closed the connection unexpectedly")
+                return self
+
+            async def fetchone(self):
+                return (3, "10.0.0.7")
+
+        return Lease()
+
+    async def check(self):
+        self.checks += 1
+
+
+class TestReadsAfterALostConnection:
+    def store(self, monkeypatch, losses):
+        monkeypatch.setattr(
+            items, "ROUTER_MARKS_DOWN_SECONDS", 0.0
+        )  # the wait for the router, not its length
+        store = items.ItemStore(items.DataSettings("tasks.data-router", "secret", 2, 1))
+        store.reads = store.writes = LosingPool(losses)
+        return store
+
+    def test_a_read_is_tried_on_other_connections_twice_after_a_check_of_the_pool(self, monkeypatch):
+        """A replica killed mid-read: its other connections are dropped once the router marks it down."""
+        store = self.store(monkeypatch, losses=2)
+        assert asyncio.run(store.search("abc")) == (3, "10.0.0.7")
+        assert store.reads.checks == 2
+
+    def test_a_read_that_loses_three_connections_is_a_503(self, monkeypatch):
+        store = self.store(monkeypatch, losses=3)
+        with pytest.raises(items.UnavailableError):
+            asyncio.run(store.search("abc"))
+        assert store.reads.queries == 3
+
+    def test_a_write_is_never_tried_again(self, monkeypatch):
+        """It may have committed before the connection was lost."""
+        store = self.store(monkeypatch, losses=1)
+        store.schema_ready = True
+        with pytest.raises(items.UnavailableError):
+            asyncio.run(store.create("value"))
+        assert store.writes.queries == 1
