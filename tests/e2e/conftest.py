@@ -47,8 +47,14 @@ def remove_volume(volume: str) -> None:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that remove the stack and deploy it again run after every other test."""
-    items.sort(key=lambda item: item.get_closest_marker("redeploys") is not None)
+    """Tests that remove the stack and deploy it again run after every other test of their folder.
+
+    Each folder's tests stay together, so that a folder's deployment is made once.
+    """
+    folders: dict[object, int] = {}
+    for item in items:
+        folders.setdefault(item.path.parent, len(folders))
+    items.sort(key=lambda item: (folders[item.path.parent], item.get_closest_marker("redeploys") is not None))
 
 
 @pytest.fixture(scope="package")
