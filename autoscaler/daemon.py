@@ -8,6 +8,7 @@ in /status and counted in /metrics, and the other services are decided as usual.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -176,7 +177,7 @@ class Autoscaler:
         next_check = time.monotonic()
         while not stop.is_set():
             try:
-                await self.check_once()
+                await self._check()
             except Exception:
                 # Every input is checked where it enters; this is the last line of defence.
                 log.exception("check failed")
@@ -192,6 +193,28 @@ class Autoscaler:
             if self._leadership is not None and self._leadership.acquired.is_set():
                 # An instance that just took the lease checks at once, on a schedule of its own.
                 next_check = time.monotonic()
+
+    async def _check(self) -> None:
+        """One check; a standby's is given up for one that acts when this instance takes the lease.
+
+        A standby's check only reads, and may be waiting on a dead node's collector: acting
+        at once matters more than its reading.
+        """
+        leadership = self._leadership
+        if leadership is None or leadership.leading():
+            await self.check_once()
+            return
+        check = asyncio.create_task(self.check_once(), name="standby-check")
+        acquired = asyncio.create_task(leadership.acquired.wait(), name="lease-acquired")
+        done, _ = await asyncio.wait([check, acquired], return_when=asyncio.FIRST_COMPLETED)
+        if check in done:
+            acquired.cancel()
+            check.result()
+            return
+        check.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await check
+        await self.check_once()
 
     async def _wait(self, stop: asyncio.Event, seconds: float) -> bool:
         """Sleep ``seconds``, or less if this instance takes the lease; True if the daemon stops."""

@@ -718,6 +718,48 @@ class TestActiveInstance:
         assert state.services["s_web"].decision is None
         assert state.services["s_web"].policy is not None
 
+    def test_taking_the_lease_mid_check_gives_up_the_standbys_check_for_one_that_acts(self):
+        """The standby's check waits on a dead node's collector; the one that acts follows at once."""
+        records = LeaseRecords()
+        records.record = Record("other", 1, 5)
+        leadership = Leadership(records, LeaseSettings(15, 10, 2), "me", monotonic=lambda: 0.0)
+        harness = Harness([web()], {"s_web": 95.0}, store=True, leadership=leadership)
+        answers = harness.collector_answers()
+        dead_node = asyncio.Event()  # never set: a collector that does not answer
+        lookups = []
+
+        async def resolve(host, port):
+            lookups.append(host)
+            if len(lookups) == 1:
+                await dead_node.wait()
+            return await resolver_for(answers)(host, port)
+
+        async def go():
+            await leadership.attempt()
+            async with httpx.AsyncClient(transport=collector_transport(answers)) as client:
+                daemon = Autoscaler(
+                    harness.settings,
+                    Swarm(harness.api),
+                    client,
+                    store=harness.store,
+                    clock=lambda: harness.now,
+                    resolve=resolve,
+                    leadership=leadership,
+                )
+                check = asyncio.create_task(daemon._check())
+                await asyncio.sleep(0.1)
+                assert harness.api.updates == []  # the standby's check is waiting
+                records.record = Record(
+                    "me", 1, records.record.version + 1
+                )  # the holder's name: taken at once
+                await leadership.attempt()
+                await asyncio.wait_for(check, 5)
+                return daemon.state
+
+        state = asyncio.run(go())
+        assert harness.replicas() == 4
+        assert state.acting_term == 2
+
     def test_the_instance_that_takes_over_honours_the_cooldown_of_the_one_before(self):
         records = LeaseRecords()
         harness = Harness([web()], {"s_web": 95.0}, store=True, leadership=leader(records, "a"))
