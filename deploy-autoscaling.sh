@@ -193,7 +193,11 @@ wait_stable() {
         health=(http://tasks.autoscaler:8080/health http://tasks.metrics-collector:8090/health)
     fi
     if [ -n "$WITH_MONITORING" ]; then
-        health+=("http://${REMOTE_SWARM:+tasks.prometheus}${REMOTE_SWARM:-127.0.0.1}:${PROMETHEUS_PORT:-9090}/-/ready")
+        if [ -n "$REMOTE_SWARM" ]; then
+            health+=(http://tasks.prometheus:9090/-/ready)
+        else
+            health+=("http://127.0.0.1:${PROMETHEUS_PORT:-9090}/-/ready")
+        fi
     fi
     while :; do
         if failure=$(configuration_failure); then

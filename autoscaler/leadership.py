@@ -118,7 +118,6 @@ class Leadership:
         async with self._lock:
             if not self.leading():
                 return False
-            was_leading = True
             observed = self._elector.observed
             term = self._elector.term
             if observed is None or term is None:  # leading() implies both
@@ -127,7 +126,7 @@ class Leadership:
                 await self._write(Record(self.instance, term, observed.version))
             except LeaseStoreError as error:
                 self._fail(str(error))
-            self._note_change(was_leading)
+            self._note_change(was_leading=True)
             return self.leading()
 
     async def _write(self, record: Record) -> None:
