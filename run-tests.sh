@@ -24,7 +24,11 @@ command -v chromium >/dev/null || missing+=(chromium fonts-dejavu-core)
 if [ ${#missing[@]} -gt 0 ]; then
     say "installing ${missing[*]}"
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # An install that was interrupted leaves a package that dpkg lists but whose command is
+    # gone; apt-get install then calls it "already the newest version". Finish what dpkg
+    # left, and reinstall what is missing.
+    dpkg --configure -a
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --reinstall --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 if [ ! -x .venv/bin/pytest ]; then
