@@ -98,14 +98,15 @@ class Harness:
 
         self.daemon_state = asyncio.run(go()).state
 
-    def daemon(self, client):
+    def daemon(self, client, resolve=None):
+        """The daemon on this harness; ``resolve`` replaces the resolver of its collectors."""
         daemon = Autoscaler(
             self.settings,
             Swarm(self.api),
             client,
             store=self.store,
             clock=lambda: self.now,
-            resolve=resolver_for(self.collector_answers(), self.entry),
+            resolve=resolve or resolver_for(self.collector_answers(), self.entry),
             leadership=self.leadership,
         )
         if self.daemon_state is not None:
@@ -737,15 +738,7 @@ class TestActiveInstance:
         async def go():
             await leadership.attempt()
             async with httpx.AsyncClient(transport=collector_transport(answers)) as client:
-                daemon = Autoscaler(
-                    harness.settings,
-                    Swarm(harness.api),
-                    client,
-                    store=harness.store,
-                    clock=lambda: harness.now,
-                    resolve=resolve,
-                    leadership=leadership,
-                )
+                daemon = harness.daemon(client, resolve)
                 check = asyncio.create_task(daemon._check())
                 await asyncio.sleep(0.1)
                 assert harness.api.updates == []  # the standby's check is waiting
