@@ -12,8 +12,17 @@ import docker
 import httpx
 import pytest
 
-from tests.e2e.support import DEPLOY, ROOT, SETTINGS, keep
-from tests.multinode.support import NODES, PORT_BASE, REGISTRY, REGISTRY_PORT, REPORT, STACK, LocalSwarm
+from tests.e2e.support import DEPLOY, ROOT, keep
+from tests.multinode.support import (
+    NODES,
+    PORT_BASE,
+    REGISTRY,
+    REGISTRY_PORT,
+    REPORT,
+    SETTINGS,
+    STACK,
+    LocalSwarm,
+)
 
 LOCAL_SWARM = ROOT / "local-swarm.sh"
 

@@ -11,12 +11,13 @@ from typing import Any
 import docker
 import pytest
 
-from tests.e2e.support import SETTINGS, keep
+from tests.e2e.support import keep
 from tests.multinode.support import (
     MANAGERS,
     NODES,
     REGISTRY,
     REPORT,
+    SETTINGS,
     STACK,
     AutoscalerWatch,
     LocalSwarm,
@@ -194,7 +195,11 @@ class TestAcrossNodes:
                 f"a demo API task on node {worker}", lambda: worker in running_by_node(swarm, client), 300
             )
             wait_for("every node measured", lambda: measured_everywhere(watch), 60)
-            before = {task["ID"] for tasks in running_by_node(swarm, client).values() for task in tasks}
+            running = running_by_node(swarm, client)
+            before = {task["ID"] for tasks in running.values() for task in tasks}
+            # Swarm starts a lost task's replacement in the same slot; a scale-up's tasks get new ones.
+            lost_slots = {task["Slot"] for task in running.get(worker, [])}
+            assert lost_slots, running
             lowest = at_kill = spec_replicas(client)
             killed_at = time.time()
             swarm.container(worker).kill()
@@ -213,11 +218,11 @@ class TestAcrossNodes:
                     task
                     for tasks in running_by_node(swarm, client).values()
                     for task in tasks
-                    if task["ID"] not in before
+                    if task["ID"] not in before and task["Slot"] in lost_slots
                 ]
                 return new[0] if new else None
 
-            task = wait_for("Swarm running the lost task elsewhere", replacement, 180)
+            task = wait_for("Swarm running a lost task elsewhere", replacement, 180)
             replaced_at = parse_time(task["Status"]["Timestamp"])
 
             def measured_again() -> Any:
