@@ -22,6 +22,7 @@ from autoscaler.collectors import Reading, Resolver, read_collectors, resolve_al
 from autoscaler.core import Decision, Observation, Policy, ServiceState
 from autoscaler.entrypoint import History, RequestReading, read_entry_points
 from autoscaler.leadership import Leadership
+from autoscaler.observation import RunningTasks, Seen, ServiceWindows, observe, running_by_service
 from autoscaler.policy import service_policy
 from autoscaler.problems import Problems
 from autoscaler.routing import RoutedService, route_of
@@ -115,36 +116,9 @@ class Inputs:
     """What one check read from outside, for every service."""
 
     reading: Reading
-    tasks: list[RunningTask] | None
+    running: RunningTasks | None
+    """The running tasks of every service; None when the task list could not be read."""
     requests: RequestReading
-
-
-def _request_fields(windows: ServiceWindows, read_at: float, policy: Policy) -> dict[str, float | None]:
-    """The observation's request metrics from the service's windows at the entry point."""
-    window, recent = windows.window, windows.recent
-    if window is None:
-        return {}
-    return {
-        "requests": window.counters.requests,
-        "requests_per_second": window.rate,
-        "latency_ms": window.latency_ms(policy.latency_percentile / 100),
-        "error_percent": window.error_percent,
-        "concurrency": window.concurrency,
-        "surge_concurrency": None if recent is None else recent.concurrency,
-        "requests_read_at": read_at,
-    }
-
-
-@dataclass(frozen=True)
-class ServiceWindows:
-    """What the entry point says of one service."""
-
-    behind: bool
-    """An entry point proxies to the service."""
-    window: Window | None
-    """Its requests over the last METRICS_WINDOW."""
-    recent: Window | None
-    """Its requests over the surge window."""
 
 
 class Autoscaler:
@@ -261,10 +235,11 @@ class Autoscaler:
             self.settings.entry_point, self._http, self._resolve, state.request_history, self._clock
         )
         self._note_entry_points(requests)
+        inputs = Inputs(reading, None if tasks is None else running_by_service(tasks), requests)
         for service in services:
             try:
                 if acting:
-                    await self._handle(service, Inputs(reading, tasks, requests), now)
+                    await self._handle(service, inputs, now)
                 else:
                     # A standby reads the policy only, so that its routing table is the active one's.
                     self._policy(service, state.services.setdefault(service.name, ServiceRecord()))
@@ -396,6 +371,14 @@ class Autoscaler:
         recent = next((requests.recent[name] for name in names if name in requests.recent), None)
         return ServiceWindows(behind, window, recent)
 
+    @staticmethod
+    def _seen(
+        service: SwarmService, inputs: Inputs, requests: ServiceWindows, source: SourceReading | None
+    ) -> Seen:
+        running = None if inputs.running is None else inputs.running.get(service.id, frozenset())
+        metrics = inputs.reading.services.get(service.name)
+        return Seen(metrics, running, requests, inputs.requests.read_at, source)
+
     async def _read_source(self, service: SwarmService, policy: Policy) -> SourceReading | None:
         """The service's metric source, if it has one; what its endpoints get wrong is its problem only."""
         if policy.source is None:
@@ -407,41 +390,6 @@ class Autoscaler:
         else:
             self.state.problems.clear("source", service.name)
         return reading
-
-    @staticmethod
-    def _observe(
-        service: SwarmService,
-        inputs: Inputs,
-        policy: Policy,
-        requests: ServiceWindows,
-        source: SourceReading | None = None,
-    ) -> Observation:
-        """What is known of the service; tasks no collector measured make it incomplete."""
-        assert service.replicas is not None  # noqa: S101 - global services are skipped before
-        reading, tasks = inputs.reading, inputs.tasks
-        metrics = reading.services.get(service.name)
-        measured = metrics.task_ids if metrics else frozenset()
-        if tasks is not None:
-            running = {task.id for task in tasks if task.service_id == service.id}
-            ready, unmeasured = len(running & measured), len(running - measured)
-        else:
-            # No task list: every replica of the spec beyond those measured counts as unmeasured.
-            ready, unmeasured = len(measured), max(0, service.replicas - len(measured))
-        return Observation(
-            current_replicas=service.replicas,
-            # With the task list, 0 ready is known (all still starting); without it, unknown.
-            ready_replicas=ready if tasks is not None else ready or None,
-            cpu_percent=metrics.cpu_percent if metrics else None,
-            memory_percent=metrics.memory_percent if metrics else None,
-            sampled_at=metrics.sampled_at if metrics else None,
-            unmeasured_tasks=unmeasured,
-            changed_at=service.updated_at,
-            behind_entry_point=requests.behind,
-            external=source.value if source else None,
-            external_per_replica=policy.source is not None and policy.source.per_replica,
-            external_read_at=source.read_at if source else None,
-            **_request_fields(requests, inputs.requests.read_at, policy),
-        )
 
     def _parse_policy(self, service: SwarmService, before: dict[str, str] | None) -> Policy:
         if service.replicas is None:
@@ -477,7 +425,7 @@ class Autoscaler:
         record.requests, record.recent_requests = requests.window, requests.recent
         changed = False
         for attempt in range(1, STALE_RETRIES + 1):
-            observation = self._observe(service, inputs, policy, requests, record.source)
+            observation = observe(service, self._seen(service, inputs, requests, record.source), policy)
             decision = core.decide(observation, policy, memory, now)
             self._record_decision(service, record, observation, decision, policy, now)
             if not decision.changes or policy.dry_run:

@@ -1,0 +1,99 @@
+"""What is known of one service at a check, built from what the check read. Pure.
+
+The check reads the swarm's running tasks, the collectors and the entry points once for
+every service; ``running_by_service`` indexes the tasks once, so that building each
+service's observation costs its own tasks, not the swarm's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from autoscaler.collectors import ServiceMetrics
+from autoscaler.core import Observation, Policy
+from autoscaler.sources import SourceReading
+from autoscaler.swarm import RunningTask, SwarmService
+from autoscaler.traffic import Window
+
+RunningTasks = dict[str, frozenset[str]]
+"""Per service id: the ids of its running tasks."""
+
+
+def running_by_service(tasks: Iterable[RunningTask]) -> RunningTasks:
+    """The running tasks' ids per service id, in one pass over the swarm's tasks."""
+    found: dict[str, set[str]] = {}
+    for task in tasks:
+        found.setdefault(task.service_id, set()).add(task.id)
+    return {service_id: frozenset(ids) for service_id, ids in found.items()}
+
+
+@dataclass(frozen=True)
+class ServiceWindows:
+    """What the entry point says of one service."""
+
+    behind: bool
+    """An entry point proxies to the service."""
+    window: Window | None
+    """Its requests over the last METRICS_WINDOW."""
+    recent: Window | None
+    """Its requests over the surge window."""
+
+
+@dataclass(frozen=True)
+class Seen:
+    """What the check read of one service."""
+
+    metrics: ServiceMetrics | None
+    """The collectors' merged metrics; None when none reported it."""
+    running: frozenset[str] | None
+    """Its running tasks; None when the task list could not be read."""
+    requests: ServiceWindows
+    requests_read_at: float
+    """When the entry points answered."""
+    source: SourceReading | None = None
+    """Its metric source, if it has one."""
+
+
+def _request_fields(windows: ServiceWindows, read_at: float, policy: Policy) -> dict[str, float | None]:
+    """The observation's request metrics from the service's windows at the entry point."""
+    window, recent = windows.window, windows.recent
+    if window is None:
+        return {}
+    return {
+        "requests": window.counters.requests,
+        "requests_per_second": window.rate,
+        "latency_ms": window.latency_ms(policy.latency_percentile / 100),
+        "error_percent": window.error_percent,
+        "concurrency": window.concurrency,
+        "surge_concurrency": None if recent is None else recent.concurrency,
+        "requests_read_at": read_at,
+    }
+
+
+def observe(service: SwarmService, seen: Seen, policy: Policy) -> Observation:
+    """What is known of a replicated service; running tasks no collector measured make it incomplete."""
+    if service.replicas is None:
+        raise ValueError(f"{service.name} is global: only replicated services are observed")
+    metrics, running, source = seen.metrics, seen.running, seen.source
+    measured = metrics.task_ids if metrics else frozenset()
+    if running is not None:
+        ready, unmeasured = len(running & measured), len(running - measured)
+    else:
+        # No task list: every replica of the spec beyond those measured counts as unmeasured.
+        ready, unmeasured = len(measured), max(0, service.replicas - len(measured))
+    return Observation(
+        current_replicas=service.replicas,
+        # With the task list, 0 ready is known (all still starting); without it, unknown.
+        ready_replicas=ready if running is not None else ready or None,
+        cpu_percent=metrics.cpu_percent if metrics else None,
+        memory_percent=metrics.memory_percent if metrics else None,
+        sampled_at=metrics.sampled_at if metrics else None,
+        unmeasured_tasks=unmeasured,
+        changed_at=service.updated_at,
+        behind_entry_point=seen.requests.behind,
+        external=source.value if source else None,
+        external_per_replica=policy.source is not None and policy.source.per_replica,
+        external_read_at=source.read_at if source else None,
+        **_request_fields(seen.requests, seen.requests_read_at, policy),
+    )
