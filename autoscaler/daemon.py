@@ -403,6 +403,9 @@ class Autoscaler:
         """The service's policy, or None (reported once) when its labels cannot be used."""
         problems = self.state.problems
         before, record.labels = record.labels, service.labels
+        if before == service.labels and record.policy is not None and record.config_error is None:
+            # Parsing is the same for the same labels and environment: only a change is parsed again.
+            return record.policy
         try:
             policy = self._parse_policy(service, before)
         except ConfigError as error:

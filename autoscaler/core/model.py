@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
 from autoscaler.core.forecast import Forecaster
@@ -287,7 +287,16 @@ class Reason:
     """Metrics not judged for too few requests in the window."""
 
     def as_dict(self) -> dict[str, Any]:
-        return {key: value for key, value in asdict(self).items() if value not in (None, ())}
+        """The fields that say something, for a log event or /status.
+
+        Read field by field: ``dataclasses.asdict`` copies deeply, and this runs for every
+        decision of every service.
+        """
+        values = ((name, getattr(self, name)) for name in _REASON_FIELDS)
+        return {name: value for name, value in values if value is not None and value != ()}
+
+
+_REASON_FIELDS = tuple(entry.name for entry in fields(Reason))
 
 
 @dataclass(frozen=True)

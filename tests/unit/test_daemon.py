@@ -209,6 +209,26 @@ class TestAutoscaler:
         assert harness.daemon_state.problems.appeared["label"] == 1
         assert "autoscaler.predictive_season" in harness.status()["services"]["s_web"]["config_error"]
 
+    def test_a_policy_is_parsed_again_only_when_its_labels_change(self, monkeypatch):
+        """Three checks with the same labels parse the policy once; a changed label is parsed and applies."""
+        parsed = []
+        real = daemon_module.service_policy
+
+        def counted(*arguments):
+            parsed.append(arguments)
+            return real(*arguments)
+
+        monkeypatch.setattr(daemon_module, "service_policy", counted)
+        harness = Harness([web()], {"s_web": 50.0})
+        for _ in range(3):
+            harness.check()
+            harness.now += 5
+        assert len(parsed) == 1
+        harness.api.by_id["a"]["Spec"]["Labels"]["autoscaler.max_replicas"] = "3"
+        state = harness.check()
+        assert len(parsed) == 2
+        assert state.services["s_web"].policy.max_replicas == 3
+
     def test_an_unreachable_engine_is_reported_on_health(self):
         harness = Harness([web()], {"s_web": 95.0})
         harness.api.reachable = False
