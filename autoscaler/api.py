@@ -32,6 +32,10 @@ def health_problems(state: DaemonState, now: float, check_interval: float, max_a
         problems.append("no check has reached the docker api yet")
     elif now - state.last_successful_check_at > STALE_CHECKS * check_interval + max_age:
         problems.append(f"last successful check {now - state.last_successful_check_at:.0f}s ago")
+    problems += [
+        f"entry point {address}: {problem}"
+        for address, problem in state.problems.of_kind("entrypoint_too_large").items()
+    ]
     collector_errors = [
         f"{subject}: {problem}" for subject, problem in state.problems.of_kind("collector").items()
     ]

@@ -353,6 +353,7 @@ class Autoscaler:
     def _note_entry_points(self, requests: RequestReading) -> None:
         state = self.state
         state.problems.report("entrypoint", requests.errors)
+        state.problems.report("entrypoint_too_large", requests.too_large)
         state.problems.report("entrypoint_entry", requests.entry_problems)
         state.entry_points_answered = requests.instances_answered
         if requests.instances_answered:
@@ -377,7 +378,8 @@ class Autoscaler:
     ) -> Seen:
         running = None if inputs.running is None else inputs.running.get(service.id, frozenset())
         metrics = inputs.reading.services.get(service.name)
-        return Seen(metrics, running, requests, inputs.requests.read_at, source)
+        read_at, unread = inputs.requests.read_at, inputs.requests.unread
+        return Seen(metrics, running, requests, read_at, source, unread)
 
     async def _read_source(self, service: SwarmService, policy: Policy) -> SourceReading | None:
         """The service's metric source, if it has one; what its endpoints get wrong is its problem only."""

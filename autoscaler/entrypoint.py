@@ -17,11 +17,22 @@ import httpx
 
 from autoscaler import traffic
 from autoscaler.collectors import Resolver
+from autoscaler.entrypoint_page import PageReader
 from autoscaler.settings import EntryPointSettings
 
 METRICS_PATH = "/metrics"
-MOST_BYTES = 4_000_000
-"""A counters page larger than this is not read: thousands of services' worth."""
+MOST_CHARACTERS = 64_000_000
+"""A counters page longer than this is not read further: about 6,000 services of 10 tasks.
+
+The page is read line by line and only what is kept stays in memory; this bounds the
+time an instance that never stops answering can take. An instance over it counts as
+unread, which holds every scale-down that request metrics could decide, and is named
+(``too_large``): never a silent loss of metrics.
+"""
+
+
+class CountersTooLargeError(ValueError):
+    """An instance's page of counters is longer than MOST_CHARACTERS."""
 
 
 @dataclass(frozen=True)
@@ -37,17 +48,34 @@ class RequestReading:
     counted: frozenset[str] = frozenset()
     """Services some instance counts, even with no window yet."""
     errors: dict[str, str] = field(default_factory=dict)
-    """Per instance address: why it gave no counters."""
+    """Per instance address: why it gave no counters (but for ``too_large``)."""
+    too_large: dict[str, str] = field(default_factory=dict)
+    """Per instance address: its page was longer than MOST_CHARACTERS, and was not read."""
+    unread: int = 0
+    """Instances found in DNS that gave no counters this time, for any reason."""
     entry_problems: dict[str, str] = field(default_factory=dict)
     """Per "service at address": why that service's counters were left out."""
 
 
 async def _fetch(client: httpx.AsyncClient, url: str) -> traffic.Reading:
-    response = await client.get(url)
-    response.raise_for_status()
-    if len(response.content) > MOST_BYTES:
-        raise ValueError(f"counters too large: {len(response.content)} bytes")
-    return traffic.parse(response.text)
+    """One instance's counters, read as the page arrives."""
+    async with client.stream("GET", url) as response:
+        response.raise_for_status()
+        reader, length, rest = PageReader(), 0, ""
+        # Split on newlines only, the text format's line break: httpx's lines also break at
+        # a carriage return and other characters, which a label's value may hold.
+        async for text in response.aiter_text():
+            length += len(text)
+            if length > MOST_CHARACTERS:
+                raise CountersTooLargeError(
+                    f"counters longer than {MOST_CHARACTERS:,} characters: not read; "
+                    "scale-downs that request metrics decide are held"
+                )
+            *lines, rest = (rest + text).split("\n")
+            for line in lines:
+                reader.feed(line)
+        reader.feed(rest)
+        return reader.reading()
 
 
 History = dict[str, list[tuple[float, traffic.Reading]]]
@@ -85,6 +113,7 @@ async def read_entry_points(
     )
     now = clock()
     errors: dict[str, str] = {}
+    too_large: dict[str, str] = {}
     entry_problems: dict[str, str] = {}
     windows: list[dict[str, tuple[traffic.Counters, float]]] = []
     steps: list[dict[str, tuple[traffic.Counters, float]]] = []
@@ -92,7 +121,10 @@ async def read_entry_points(
     kept: History = {}
     for address, result in zip(addresses, results, strict=True):
         if isinstance(result, BaseException):
-            errors[address] = str(result) if isinstance(result, ValueError) else repr(result)
+            if isinstance(result, CountersTooLargeError):
+                too_large[address] = str(result)
+            else:
+                errors[address] = str(result) if isinstance(result, ValueError) else repr(result)
             if address in history:
                 kept[address] = history[address]  # its next answer still has a window
             continue
@@ -108,6 +140,16 @@ async def read_entry_points(
     recent, _ = traffic.merged(steps)
     for service in unmerged:
         entry_problems[f"{service} at every instance"] = "instances count with other buckets; some left out"
-    answered = len(addresses) - len(errors)
-    reading = RequestReading(merged, now, answered, recent, frozenset(counted), errors, entry_problems)
+    unread = len(errors) + len(too_large)
+    reading = RequestReading(
+        merged,
+        now,
+        len(addresses) - unread,
+        recent,
+        frozenset(counted),
+        errors,
+        too_large,
+        unread,
+        entry_problems,
+    )
     return reading, kept

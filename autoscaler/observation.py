@@ -53,6 +53,8 @@ class Seen:
     """When the entry points answered."""
     source: SourceReading | None = None
     """Its metric source, if it has one."""
+    unread_entry_points: int = 0
+    """Entry point instances that gave no counters at this check."""
 
 
 def _request_fields(windows: ServiceWindows, read_at: float, policy: Policy) -> dict[str, float | None]:
@@ -90,6 +92,7 @@ def observe(service: SwarmService, seen: Seen, policy: Policy) -> Observation:
         memory_percent=metrics.memory_percent if metrics else None,
         sampled_at=metrics.sampled_at if metrics else None,
         unmeasured_tasks=unmeasured,
+        unread_entry_points=seen.unread_entry_points,
         changed_at=service.updated_at,
         behind_entry_point=seen.requests.behind,
         external=source.value if source else None,

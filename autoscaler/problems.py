@@ -22,7 +22,8 @@ class Problems:
     """The active problems by kind and subject.
 
     Kinds in use: ``collector`` (an answer), ``collector_entry`` (one entry of it),
-    ``entrypoint`` (an entry point's counters), ``entrypoint_entry`` (one service in them),
+    ``entrypoint`` (an entry point's counters), ``entrypoint_too_large`` (a page of counters
+    over the bound, not read), ``entrypoint_entry`` (one service in them),
     ``docker`` (the API), ``service_entry`` (one service in its answer), ``label``, ``route``
     (a service's route labels, or a malformed entry of the routed services),
     ``decision`` (an unexpected error while deciding), ``scale`` (a refused update),

@@ -11,13 +11,9 @@ does: by linear interpolation inside the bucket that holds it.
 
 from __future__ import annotations
 
-import itertools
 import math
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-
-from prometheus_client.parser import text_string_to_metric_families
 
 DURATION = "entrypoint_request_duration_seconds"
 """Histogram of the time from a request's first byte read to its last byte sent, in seconds."""
@@ -102,78 +98,6 @@ class Reading:
     services: dict[str, Counters]
     malformed: dict[str, str] = field(default_factory=dict)
     """Service: what was wrong with its counters (they are left out)."""
-
-
-def _finite_count(value: float) -> float:
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"count {value!r} is not a finite number ≥ 0")
-    return value
-
-
-def _edge(text: str) -> float:
-    edge = float(text)
-    if math.isnan(edge) or edge <= 0:
-        raise ValueError(f"bucket edge {text!r} is not a positive number")
-    return edge
-
-
-def _counters(
-    buckets: dict[float, float], codes: dict[str, float], in_flight_seconds: float | None
-) -> Counters:
-    edges = tuple(sorted(buckets))
-    if not edges or not math.isinf(edges[-1]):
-        raise ValueError("no +Inf bucket")
-    cumulative = tuple(buckets[edge] for edge in edges)
-    if any(later < earlier for earlier, later in itertools.pairwise(cumulative)):
-        raise ValueError("bucket counts decrease")
-    errors = 0.0
-    for code, count in codes.items():
-        if not (code.isascii() and code.isdigit() and len(code) == 3):
-            raise ValueError(f"status code {code!r}")
-        errors += count if int(code) >= SERVER_ERROR else 0.0
-    return Counters(edges, cumulative, sum(codes.values()), errors, in_flight_seconds)
-
-
-def parse(text: str) -> Reading:
-    """The counters in an entry point's Prometheus text; ValueError if it is not that text at all.
-
-    A service whose own samples are inconsistent (no +Inf bucket, decreasing bucket
-    counts, a count that is negative or not finite, a status that is not one) is left
-    out and named in ``malformed``; the other services are read as usual.
-    """
-    buckets: dict[str, dict[float, float]] = defaultdict(dict)
-    codes: dict[str, dict[str, float]] = defaultdict(dict)
-    in_flight: dict[str, float] = {}
-    broken: dict[str, str] = {}
-    samples = (
-        sample
-        for family in text_string_to_metric_families(text)
-        if family.name in {DURATION, REQUESTS, IN_FLIGHT_SECONDS}
-        for sample in family.samples
-        if sample.labels.get("service")
-    )
-    for sample in samples:
-        service = sample.labels["service"]
-        try:
-            if sample.name == f"{DURATION}_bucket":
-                buckets[service][_edge(sample.labels.get("le", ""))] = _finite_count(sample.value)
-            elif sample.name == f"{REQUESTS}_total":
-                codes[service][sample.labels.get("code", "")] = _finite_count(sample.value)
-            elif sample.name == f"{IN_FLIGHT_SECONDS}_total":
-                in_flight[service] = _finite_count(sample.value)
-        except ValueError as error:
-            broken.setdefault(service, str(error))
-    services: dict[str, Counters] = {}
-    for service in sorted(set(buckets) | set(codes)):
-        if service in broken:
-            continue
-        try:
-            services[service] = _counters(
-                buckets.get(service, {}), codes.get(service, {}), in_flight.get(service)
-            )
-        except ValueError as error:
-            broken[service] = str(error)
-    return Reading(services, broken)
 
 
 @dataclass(frozen=True)

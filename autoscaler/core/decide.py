@@ -220,11 +220,22 @@ def _starting(policy: Policy, state: ServiceState, observation: Observation, now
     return max(0, observation.current_replicas - ready)
 
 
+def _requests_unread(observation: Observation, policy: Policy) -> bool:
+    """Some entry point instance gave no counters, and the policy may judge the service on requests.
+
+    Whether the service is behind the entry point may be what the unread instance would
+    have said, so a policy of default metrics counts too.
+    """
+    return observation.unread_entry_points > 0 and any(metric in REQUEST_METRICS for metric in policy.metrics)
+
+
 def _incomplete(observation: Observation, policy: Policy, readings: Readings) -> list[str]:
     """What the metrics leave unsaid, for the decision's message."""
     notes = []
     if observation.unmeasured_tasks:
         notes.append(f"{observation.unmeasured_tasks} running task(s) not measured")
+    if _requests_unread(observation, policy):
+        notes.append(f"{observation.unread_entry_points} entry point instance(s) not read")
     if readings.idle:
         notes.append(
             f"{' and '.join(readings.idle)} not judged: {observation.requests or 0:g} requests, "
@@ -289,7 +300,9 @@ def decide(observation: Observation, policy: Policy, state: ServiceState, now: f
 
     desired = recommendation.replicas
     floor = recommendation.replicas if recommendation.floor is None else recommendation.floor
-    complete = readings.complete and observation.unmeasured_tasks == 0
+    complete = (
+        readings.complete and observation.unmeasured_tasks == 0 and not _requests_unread(observation, policy)
+    )
     notes.extend(_incomplete(observation, policy, readings))
     if desired < current and not complete:
         desired, floor = apply("missing_metrics", desired, current), current

@@ -195,6 +195,9 @@ class Observation:
     """When the collectors sampled CPU and memory, in seconds since the epoch; None if never."""
     unmeasured_tasks: int = 0
     """Running tasks no collector measured: the metrics may ask for more, never for fewer."""
+    unread_entry_points: int = 0
+    """Entry point instances that gave no counters at this check: request metrics may ask for
+    more, never for fewer, since the requests they answered are missing."""
     changed_at: float | None = None
     """When the service's spec last changed (by anyone), in seconds since the epoch; None if unknown."""
     external: float | None = None

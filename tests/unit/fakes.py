@@ -135,8 +135,14 @@ def counted(durations: list[float], errors: int = 0) -> Counters:
     return Counters(EDGES, cumulative, float(len(durations)), float(errors))
 
 
+def label_value(text: str) -> str:
+    """A label's value escaped as the text format wants it, and as metrics.lua writes it."""
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
 def exposition(service: str, counters: Counters, codes: dict[str, float]) -> str:
     """Prometheus text as the entry point writes it."""
+    service = label_value(service)
     lines = ["# TYPE entrypoint_request_duration_seconds histogram"]
     for edge, count in zip(counters.edges, counters.cumulative, strict=True):
         le = "+Inf" if math.isinf(edge) else f"{edge:g}"

@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, urlparse
 import httpx
 import pytest
 
-from autoscaler.traffic import parse
+from autoscaler.entrypoint_page import parse
 from nginx.config import ProxySettings, render, static_route
 from nginx.routes import Route
 

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from autoscaler.traffic import parse
+from autoscaler.entrypoint_page import parse
 from nginx.agent import PushFailedError, http_pusher
 from nginx.routes import Route
 from tests.unit.real_nginx import Proxy, free_port, started, upstream_server

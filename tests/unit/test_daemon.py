@@ -10,6 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import CollectorRegistry
 
 from autoscaler import daemon as daemon_module
+from autoscaler import entrypoint
 from autoscaler.api import routes
 from autoscaler.core import ServiceState
 from autoscaler.daemon import Autoscaler
@@ -622,6 +623,29 @@ class TestRequestMetrics:
         state = harness.check()
         assert state.services["s_web"].decision.reason.limited_by == ("missing_metrics",)
         assert ("entrypoint", ENTRY) in state.problems.active
+
+    def test_an_oversized_entry_point_page_is_a_named_problem_that_holds_scale_down(self, monkeypatch):
+        """From the first check: never a silent loss of request metrics turning into a scale-down."""
+        monkeypatch.setattr(entrypoint, "MOST_CHARACTERS", 1000)
+        labels = {"com.docker.stack.namespace": "s"}
+        harness = Harness([web(3, labels=labels)], {"s_web": 1.0}, {"SCALE_DOWN_STABILIZATION": "0"})
+        harness.entry = {ENTRY: counters("web", [0.05] * 100)}
+        for _ in range(2):
+            state = harness.check()
+            harness.now += 10
+        assert harness.api.updates == []
+        assert state.services["s_web"].decision.reason.limited_by == ("missing_metrics",)
+        assert ("entrypoint_too_large", ENTRY) in state.problems.active
+        health = harness.handlers()["/health"]()
+        assert health.status == HTTPStatus.SERVICE_UNAVAILABLE
+        assert any(
+            ENTRY in problem and "not read" in problem for problem in json.loads(health.body)["problems"]
+        )
+        assert {"kind": "entrypoint_too_large", "subject": ENTRY} in [
+            {key: entry[key] for key in ("kind", "subject")} for entry in harness.status()["problems"]
+        ]
+        text = harness.handlers()["/metrics"]().body.decode()
+        assert 'autoscaler_input_problems_total{kind="entrypoint_too_large"} 1.0' in text
 
 
 class TestConcurrency:

@@ -390,6 +390,23 @@ class TestRequestMetrics:
         stale = replace(observe(4, cpu=5, memory=5, latency=100, errors=0), requests_read_at=NOW - 500)
         assert decide_once(stale, policy()).reason.limited_by == ("missing_metrics",)
 
+    def test_an_entry_point_instance_unread_blocks_scale_down_even_of_a_service_not_seen_behind_it(self):
+        """The unread instance may be the one that proxies to the service: its requests are unknown."""
+        decision = decide_once(replace(observe(4, cpu=5, memory=5), unread_entry_points=1), policy())
+        assert decision.desired_replicas == 4
+        assert decision.reason.limited_by == ("missing_metrics",)
+        assert "1 entry point instance(s) not read" in decision.reason.message
+
+    def test_an_entry_point_instance_unread_still_lets_a_busy_service_scale_up(self):
+        """Missing requests may ask for more, never for fewer."""
+        busy = replace(observe(4, cpu=95, memory=5, latency=100, errors=0), unread_entry_points=1)
+        assert decide_once(busy, policy()).desired_replicas > 4
+
+    def test_an_entry_point_instance_unread_does_not_hold_a_policy_without_request_metrics(self):
+        """A service scaled on CPU alone does not depend on the entry point."""
+        unread = replace(observe(4, cpu=5, memory=5), unread_entry_points=2)
+        assert decide_once(unread, policy(SCALING_METRICS="cpu")).desired_replicas == 3
+
     def test_the_default_metrics_leave_out_latency_for_a_service_not_behind_the_entry_point(self):
         decision = decide_once(observe(4, cpu=5, memory=5), policy())
         assert decision.desired_replicas == 3
@@ -837,6 +854,7 @@ step_strategy = st.fixed_dictionaries(
         "memory": readings,
         "age": st.floats(min_value=0, max_value=200),
         "unmeasured": st.integers(min_value=0, max_value=2),
+        "unread_entry_points": st.integers(min_value=0, max_value=1),
         "not_ready": st.one_of(st.none(), st.integers(min_value=0, max_value=3)),
         "outside": st.one_of(st.none(), st.integers(min_value=0, max_value=15)),
         "carried_out": st.booleans(),
@@ -903,6 +921,7 @@ class TestProperties:
                 behind_entry_point=step["behind"],
                 sampled_at=now - step["age"],
                 unmeasured_tasks=step["unmeasured"],
+                unread_entry_points=step["unread_entry_points"],
                 changed_at=now - 0.5 if outside else None,
             )
             decision = decide(observation, chosen, state, now)
@@ -922,6 +941,7 @@ class TestProperties:
                     values += [step["latency"], step["errors"]]
             incomplete = (
                 step["unmeasured"] > 0
+                or step["unread_entry_points"] > 0
                 or step["age"] > chosen.metrics_max_age
                 or any(v is None or not math.isfinite(v) or v < 0 for v in values)
             )

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from autoscaler.traffic import parse
+from autoscaler.entrypoint_page import parse
 from tests.unit.real_nginx import FLUSH_INTERVAL, started
 
 

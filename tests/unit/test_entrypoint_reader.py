@@ -5,6 +5,7 @@ import asyncio
 import httpx
 import pytest
 
+from autoscaler import entrypoint
 from autoscaler.entrypoint import read_entry_points
 from autoscaler.settings import EntryPointSettings
 from tests.unit.fakes import ENTRYPOINT_PORT, collector_transport, counted, exposition
@@ -92,6 +93,20 @@ class TestReadEntryPoints:
         reading = instances.read(at=1010)
         assert set(reading.errors) == {SECOND}
         assert (reading.instances_answered, reading.windows["web"].counters.requests) == (1, 50)
+
+    def test_a_page_over_the_bound_is_named_apart_and_counts_as_unread(self, monkeypatch):
+        """Over MOST_CHARACTERS, an instance is not read further: too_large names it, unread counts it."""
+        monkeypatch.setattr(entrypoint, "MOST_CHARACTERS", len(text(fast=1)) - 1)
+        reading = Instances({FIRST: text(fast=1), SECOND: "# nothing counted yet\n"}).read()
+        assert set(reading.too_large) == {FIRST}
+        assert "not read" in reading.too_large[FIRST]
+        assert reading.errors == {}
+        assert (reading.instances_answered, reading.unread) == (1, 1)
+
+    def test_every_instance_that_gives_no_counters_counts_as_unread(self):
+        """Errors count as unread; instances that answered do not."""
+        reading = Instances({FIRST: None, SECOND: text(fast=1)}).read()
+        assert (reading.instances_answered, reading.unread) == (1, 1)
 
     def test_an_answer_that_is_not_counters_is_that_instance_not_answering(self):
         reading = Instances({FIRST: "{not prometheus text"}).read()

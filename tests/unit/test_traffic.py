@@ -1,4 +1,4 @@
-"""The entry point's counters: parsing, windows, merging and percentiles."""
+"""The entry point's counters: windows, merging and percentiles."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from dataclasses import replace
 
 import pytest
 
-from autoscaler.traffic import Counters, Reading, last_step, merged, parse, since
+from autoscaler.entrypoint_page import parse
+from autoscaler.traffic import Counters, Reading, last_step, merged, since
 from nginx.config import DURATION_BUCKETS
 from tests.unit.fakes import counted, exposition
 
@@ -54,42 +55,6 @@ class TestCounters:
     def test_an_instance_that_restarted_counts_from_its_restart(self):
         before, after = counted([0.01] * 50), counted([0.2] * 3)
         assert after.minus(before) == after
-
-
-class TestParse:
-    def test_reads_every_service(self):
-        text = exposition("web", counted([0.1, 0.2]), {"200": 1, "503": 1}) + exposition(
-            "api", counted([0.3]), {"404": 1}
-        )
-        reading = parse(text)
-        assert set(reading.services) == {"web", "api"}
-        assert (reading.services["web"].requests, reading.services["web"].errors) == (2, 1)
-        assert reading.services["api"].errors == 0  # a 4xx is the client's
-        assert reading.malformed == {}
-
-    @pytest.mark.parametrize(
-        ("old", "new", "problem"),
-        [
-            ('le="+Inf"} 1', 'le="200"} 1', "no +Inf bucket"),
-            ('le="0.001"} 0', 'le="0.001"} 7', "bucket counts decrease"),
-            ('code="200"} 1', 'code="2xx"} 1', "status code"),
-            ('code="200"} 1', 'code="200"} NaN', "not a finite number"),
-            ('le="0.001"} 0', 'le="-1"} 0', "not a positive number"),
-        ],
-    )
-    def test_a_service_with_inconsistent_counters_is_left_out_alone(self, old, new, problem):
-        good = exposition("web", counted([0.1]), {"200": 1})
-        bad = exposition("api", counted([0.1]), {"200": 1}).replace(old, new)
-        reading = parse(good + bad)
-        assert set(reading.services) == {"web"}
-        assert problem in reading.malformed["api"]
-
-    def test_text_that_is_not_prometheus_is_an_error(self):
-        with pytest.raises(ValueError, match="metric name"):
-            parse("<html>502 Bad Gateway</html>")
-
-    def test_other_metrics_are_ignored(self):
-        assert parse("# TYPE nginx_up gauge\nnginx_up 1\n").services == {}
 
 
 def reading(**services: list[float]) -> Reading:
