@@ -28,6 +28,7 @@ from autoscaler.problems import Problems
 from autoscaler.routing import RoutedService, route_of
 from autoscaler.settings import Settings
 from autoscaler.sources import SourceReading, read_source
+from autoscaler.state_keeper import Saved, StateKeeper
 from autoscaler.state_store import ConfigStateStore
 from autoscaler.swarm import RunningTask, StaleServiceError, Swarm, SwarmService, name_in_stack
 from autoscaler.timeline import Timeline
@@ -77,8 +78,8 @@ class DaemonState:
     services: dict[str, ServiceRecord] = field(default_factory=dict)
     memory: dict[str, ServiceState] = field(default_factory=dict)
     """Per service id: what the decision core remembers."""
-    saved: dict[str, tuple[ServiceState, float]] = field(default_factory=dict)
-    """Per service id: the state last saved, and when."""
+    saved: Saved = field(default_factory=Saved)
+    """What this instance knows was saved of the services' states."""
     state_loaded: bool = False
     restored_services: int = 0
     scale_events: Counter[tuple[str, str]] = field(default_factory=Counter)
@@ -139,9 +140,9 @@ class Autoscaler:
         self._swarm = swarm
         self._http = http
         self._store = store
+        self._keeper = None if store is None else StateKeeper(store, settings.state.save_interval)
         self._clock = clock
         self._resolve = resolve
-        self._sequence = 0
         self._leadership = leadership
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -253,6 +254,8 @@ class Autoscaler:
         ids = {service.id for service in services}
         for gone in set(state.memory) - ids:
             del state.memory[gone]
+        if acting:
+            await self._save(services, now)
         state.last_successful_check_at = self._clock()
 
     def _acting(self) -> bool:
@@ -270,7 +273,7 @@ class Autoscaler:
         if term is not None and term != state.acting_term:
             state.state_loaded = False
             state.memory.clear()
-            state.saved.clear()
+            state.saved = Saved(sequence=state.saved.sequence)
         elif term is None and state.acting_term is not None:
             # Deposed: its last decisions are no longer the swarm's, on /status or in /metrics.
             state.services.clear()
@@ -302,26 +305,25 @@ class Autoscaler:
         return routes
 
     async def _load_state(self, services: list[SwarmService]) -> None:
-        """Once, before the first decision: the state saved by the autoscaler that ran before."""
-        state, store = self.state, self._store
+        """Once, before the first decision: the state saved by the autoscaler that ran before.
+
+        What belongs to services no longer autoscaled is left out, and removed by the next save.
+        """
+        state, keeper = self.state, self._keeper
         if state.state_loaded:
             return
         state.state_loaded = True
-        if store is None:
+        if keeper is None:
             return
         try:
-            loaded, unreadable = await asyncio.to_thread(store.load)
+            loaded, unreadable = await asyncio.to_thread(keeper.load, state.saved, self._clock())
         except Exception as error:  # noqa: BLE001 - lost state means starting fresh, never stopping
             state.problems.set("state", "load", f"cannot read saved state, starting fresh: {error!r}")
             return
         names = {service.id: service.name for service in services}
-        for service_id, problem in unreadable.items():
-            state.problems.set("state", names.get(service_id, service_id), f"{problem}; starting fresh")
-        for service_id in set(loaded) | set(unreadable):
-            if service_id not in names:
-                await asyncio.to_thread(store.forget, service_id)
+        for subject, problem in unreadable.items():
+            state.problems.set("state", names.get(subject, subject), f"{problem}; starting fresh")
         state.memory.update({key: value for key, value in loaded.items() if key in names})
-        state.saved.update({key: (value, 0.0) for key, value in state.memory.items()})
         state.restored_services = len(state.memory)
         log.info("state restored", services=sorted(names[key] for key in state.memory))
 
@@ -469,7 +471,6 @@ class Autoscaler:
             ready = record.observation.ready_replicas if record.observation else None
             record.timeline.add(record.decision, ready, now, changed)
         state.memory[service.id] = memory
-        await self._save(service, memory, now, urgent=changed)
 
     def _record_decision(  # noqa: PLR0913, PLR0917 - one event gathers the whole decision
         self,
@@ -502,21 +503,23 @@ class Autoscaler:
             replicas_to=decision.desired_replicas,
         )
 
-    async def _save(self, service: SwarmService, memory: ServiceState, now: float, urgent: bool) -> None:
-        """Keep the state at once after a change, otherwise at most every STATE_SAVE_INTERVAL."""
-        state = self.state
-        if self._store is None or not self._may_write():
+    async def _save(self, services: list[SwarmService], now: float) -> None:
+        """What a restart needs of every service's state, in one save (``autoscaler.state_keeper``)."""
+        state, keeper = self.state, self._keeper
+        if keeper is None or not self._may_write():
             return
-        saved = state.saved.get(service.id)
-        if saved is not None and (
-            saved[0] == memory or (not urgent and now - saved[1] < self.settings.state.save_interval)
-        ):
-            return
-        self._sequence = max(self._sequence + 1, int(now * 1000))
+        policies = {}
+        for service in services:
+            record = state.services.get(service.name)
+            if record is not None and record.policy is not None and record.config_error is None:
+                policies[service.id] = record.policy
         try:
-            await asyncio.to_thread(self._store.save, service.id, memory, self._sequence)
+            await asyncio.to_thread(keeper.save, state.saved, dict(state.memory), policies, now)
         except Exception as error:  # noqa: BLE001 - tried again at the next check
-            state.problems.set("state", service.name, f"cannot save state: {error!r}")
+            state.problems.set("state", "save", f"cannot save state: {error!r}")
             return
-        state.problems.clear("state", service.name)
-        state.saved[service.id] = (memory, now)
+        state.problems.clear("state", "save")
+        for subject in state.problems.of_kind("state"):
+            if subject != "load":
+                # Unreadable when loaded: what this save wrote replaces it.
+                state.problems.clear("state", subject)

@@ -46,7 +46,7 @@ class StateSettings:
     scope: str | None
     """Act only on the services of this stack (``com.docker.stack.namespace``); None: every service."""
     save_interval: float
-    """Seconds between two saves of a service's decision state when it did not change replicas."""
+    """Seconds between two saves when nothing a restart needs changed; also between saves of a forecaster."""
 
 
 @dataclass(frozen=True)

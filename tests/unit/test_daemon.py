@@ -1,4 +1,5 @@
 import asyncio
+import copy
 import json
 import math
 from dataclasses import replace
@@ -10,9 +11,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import CollectorRegistry
 
 from autoscaler import daemon as daemon_module
-from autoscaler import entrypoint
+from autoscaler import entrypoint, state_store
 from autoscaler.api import routes
-from autoscaler.core import ServiceState
+from autoscaler.core import ServiceState, persisted
 from autoscaler.daemon import Autoscaler
 from autoscaler.leadership import Leadership
 from autoscaler.lease import LeaseSettings, Record
@@ -410,6 +411,33 @@ class TestSavedState:
         assert state.services["s_web"].decision.reason.limited_by == ("stabilization",)
         assert state.restored_services == 1
 
+    def test_a_kill_before_any_check_loses_at_most_a_stabilization_hold(self):
+        """At each check of a load that rises and falls, an instance taking over from the saved state
+        decides as the continuing one does, or scales down lower where stabilization held that one:
+        the recommendations since the last save are what a kill can lose, never a cooldown or a change."""
+        environment = {
+            "SCALE_DOWN_STABILIZATION": "120",
+            "COOLDOWN_PERIOD": "30",
+            "SCALE_UP_COOLDOWN": "30",
+            "STATE_SAVE_INTERVAL": "60",
+            "SCALE_DOWN_LIMIT_REPLICAS": "10",
+            "SCALE_DOWN_LIMIT_PERCENT": "100",
+        }
+        continuing = Harness([web(replicas=4)], {"s_web": 95.0}, environment, store=True)
+        for cpu in [95, 95, 60, 50, 45, 40, 35, 30, 25, 20, 15, 10, 10, 10, 5, 5, 5, 5, 5, 5, 5]:
+            taking_over = Harness([], {}, environment, store=True)
+            taking_over.api = copy.deepcopy(continuing.api)
+            taking_over.store = ConfigStateStore(taking_over.api, None)
+            taking_over.now, taking_over.cpu = continuing.now, {"s_web": cpu}
+            continuing.cpu["s_web"] = cpu
+            kept = continuing.check().services["s_web"].decision
+            restored = taking_over.check().services["s_web"].decision
+            if restored.desired_replicas != kept.desired_replicas:
+                assert restored.desired_replicas < kept.desired_replicas, (cpu, restored, kept)
+                assert "stabilization" in kept.reason.limited_by, (cpu, kept.reason)
+            continuing.now += 15
+        assert continuing.replicas() < 4  # the load fell: the way down was taken
+
     def test_without_saved_state_the_same_restart_scales_down(self):
         environment = {"SCALE_DOWN_STABILIZATION": "300", "COOLDOWN_PERIOD": "0"}
         harness = Harness([web(replicas=6)], {"s_web": 50.0}, environment, store=False)
@@ -421,12 +449,15 @@ class TestSavedState:
         assert harness.replicas() == 5
 
     def test_a_change_is_saved_at_once_and_only_the_newest_is_kept(self):
+        """Each change is in a document written in its check; the one it supersedes is removed."""
         harness = Harness([web()], {"s_web": 95.0}, store=True)
         harness.check()
         harness.now += 61
         harness.check()
         (config,) = harness.api.configs_by_id.values()
-        assert config["Spec"]["Labels"]["autoscaler.state.service"] == "a"
+        assert config["Spec"]["Labels"]["autoscaler.state.format"] == "2"
+        (restored,) = ConfigStateStore(harness.api, None).load()[0].values()
+        assert restored.replicas == 5
 
     def test_corrupt_saved_state_starts_fresh(self):
         harness = Harness([web()], {"s_web": 95.0}, store=True)
@@ -454,11 +485,11 @@ class TestSavedState:
         create = harness.api.create_config
         harness.api.create_config = refuse
         state = harness.check()
-        assert "raft unavailable" in state.problems.of("s_web")["state"]
+        assert "raft unavailable" in state.problems.of("save")["state"]
         harness.api.create_config = create
         harness.now += 5
         state = harness.check()
-        assert "state" not in state.problems.of("s_web")
+        assert "state" not in state.problems.of("save")
         assert len(harness.api.configs_by_id) == 1
 
 
@@ -814,21 +845,115 @@ class TestActiveInstance:
         assert state.acting_term == 3
 
 
+def raft_writes(api):
+    """Counts the configs the fake engine creates and removes: each is a write to the managers' Raft store."""
+    counts = {"writes": 0}
+    for method in ("create_config", "remove_config"):
+        real = getattr(api, method)
+
+        def counted(*arguments, real=real, **keywords):
+            counts["writes"] += 1
+            return real(*arguments, **keywords)
+
+        setattr(api, method, counted)
+    return counts
+
+
+class TestRaftWrites:
+    @pytest.mark.parametrize("count", [3, 300])
+    def test_the_writes_of_a_check_do_not_grow_with_the_services(self, count):
+        """300 services, each changing: at most a document written and one removed per check, as with 3."""
+        services = [web(service_id=f"s{index}", name=f"s_web{index}") for index in range(count)]
+        harness = Harness(services, {f"s_web{index}": 95.0 for index in range(count)}, store=True)
+        counts = raft_writes(harness.api)
+        per_check = []
+        for _ in range(6):
+            before = counts["writes"]
+            harness.check()
+            harness.now += 61  # past the cooldown: every service scales at every check
+            per_check.append(counts["writes"] - before)
+        assert max(per_check) <= 2, per_check
+        assert len(harness.api.updates) == 6 * count
+
+    def test_a_quiet_service_is_saved_once_a_save_interval(self):
+        """Nothing that matters for a restart: one save a STATE_SAVE_INTERVAL, not one a check."""
+        harness = Harness([web()], {"s_web": 50.0}, {"STATE_SAVE_INTERVAL": "60"}, store=True)
+        counts = raft_writes(harness.api)
+        harness.check()  # the first save: nothing was saved yet
+        first = counts["writes"]
+        for _ in range(11):  # 55 s of checks every 5 s
+            harness.now += 5
+            harness.check()
+        assert counts["writes"] == first
+        harness.now += 5
+        harness.check()  # 60 s on
+        assert counts["writes"] > first
+
+
 class TestConfigStateStore:
     def test_an_old_config_that_cannot_be_removed_does_not_fail_the_save(self):
+        """A removal the engine refuses is tried again at the next save; the newest is always read."""
         api = FakeDockerApi([])
         store = ConfigStateStore(api, None)
-        store.save("a", ServiceState(replicas=2), 1)
+        store.save(1, {"a": {"decision": persisted.dump(ServiceState(replicas=2))}}, {"a"})
         remove = api.remove_config
 
         def refuse(config_id):
             raise RuntimeError("raft unavailable")
 
         api.remove_config = refuse
-        store.save("a", ServiceState(replicas=3), 2)  # no exception: the new state is written
+        store.save(2, {"a": {"decision": persisted.dump(ServiceState(replicas=3))}}, {"a"})
         assert len(api.configs_by_id) == 2
         api.remove_config = remove
-        store.save("a", ServiceState(replicas=4), 3)
+        store.save(3, {"a": {"decision": persisted.dump(ServiceState(replicas=4))}}, {"a"})
         (config,) = api.configs_by_id.values()
         assert config["Spec"]["Labels"]["autoscaler.state.sequence"] == "3"
         assert ConfigStateStore(api, None).load()[0]["a"].replicas == 4
+
+    def test_a_forecaster_saved_earlier_is_kept_with_a_newer_decision(self):
+        """A service's state is its newest decision with its newest forecaster, from two documents."""
+        api = FakeDockerApi([])
+        store = ConfigStateStore(api, None)
+        forecaster = {"decision": persisted.dump(ServiceState(replicas=2)), "forecaster": None}
+        store.save(
+            1, {"a": forecaster, "b": {"decision": persisted.dump(ServiceState(replicas=7))}}, {"a", "b"}
+        )
+        store.save(2, {"a": {"decision": persisted.dump(ServiceState(replicas=3))}}, {"a"})
+        # b is no longer autoscaled, but the first document holds a's newest forecaster: kept.
+        assert len(api.configs_by_id) == 2
+        states, problems = ConfigStateStore(api, None).load()
+        assert (states["a"].replicas, problems) == (3, {})
+
+    def test_documents_over_a_configs_size_are_split(self, monkeypatch):
+        """Past the size of a config, the parts go into as many documents as it takes; all read back."""
+        monkeypatch.setattr(state_store, "LARGEST_DOCUMENT", 200)
+        api = FakeDockerApi([])
+        entries = {
+            f"s{index}": {"decision": persisted.dump(ServiceState(replicas=index))} for index in range(20)
+        }
+        ConfigStateStore(api, None).save(1, entries, set(entries))
+        assert len(api.configs_by_id) > 1
+        states, _ = ConfigStateStore(api, None).load()
+        assert {key: state.replicas for key, state in states.items()} == {
+            f"s{index}": index for index in range(20)
+        }
+
+    def test_a_document_of_the_version_before_is_read_and_superseded(self):
+        """One config per service, as the version before wrote them: read, then removed by the first save."""
+        api = FakeDockerApi([])
+        api.create_config(
+            "autoscaler-state-a-5",
+            state_store.zlib.compress(json.dumps(persisted.dump(ServiceState(replicas=6))).encode()),
+            labels={
+                "autoscaler.state.scope": "swarm",
+                "autoscaler.state.service": "a",
+                "autoscaler.state.sequence": "5",
+            },
+        )
+        store = ConfigStateStore(api, None)
+        assert store.load()[0]["a"].replicas == 6
+        store.save(
+            6, {"a": {"decision": persisted.dump(ServiceState(replicas=6)), "forecaster": None}}, {"a"}
+        )
+        (config,) = api.configs_by_id.values()
+        assert config["Spec"]["Labels"]["autoscaler.state.format"] == "2"
