@@ -6,6 +6,8 @@ The tests run in this order on one deployment; each leaves every node up and act
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import docker
@@ -75,6 +77,28 @@ def never_two_active(watch: AutoscalerWatch) -> None:
         for second in active:
             if first.node != second.node:
                 assert abs(first.at - second.at) > 1.0, (first.node, first.at, second.node, second.at)
+
+
+def seconds_before_a_check(look: Any, lead: float) -> float:
+    """How long to wait for ``lead`` seconds before the next check of the instance seen in ``look``.
+
+    Its checks run on a fixed schedule, CHECK apart from the last one's start.
+    """
+    upcoming = float(look.status["last_check_at"]) + CHECK
+    while upcoming - lead < time.time():
+        upcoming += CHECK
+    return upcoming - lead - time.time()
+
+
+@contextmanager
+def killed(swarm: LocalSwarm, number: int) -> Iterator[float]:
+    """The node's container killed (this gives the time of the kill), and started again at the end."""
+    at = time.time()
+    swarm.container(number).kill()
+    try:
+        yield at
+    finally:
+        restart_node(swarm, number)
 
 
 def restart_node(swarm: LocalSwarm, number: int) -> None:
@@ -195,47 +219,48 @@ class TestAcrossNodes:
                 f"a demo API task on node {worker}", lambda: worker in running_by_node(swarm, client), 300
             )
             wait_for("every node measured", lambda: measured_everywhere(watch), 60)
+            # Swarm declares a lost node down about 15 s after its death and then moves its tasks,
+            # which a check every 15 s may not see before: the node dies 5 s before a check.
+            time.sleep(seconds_before_a_check(wait_for("an active autoscaler", watch.active_now, 60), 5))
             running = running_by_node(swarm, client)
             before = {task["ID"] for tasks in running.values() for task in tasks}
             # Swarm starts a lost task's replacement in the same slot; a scale-up's tasks get new ones.
             lost_slots = {task["Slot"] for task in running.get(worker, [])}
             assert lost_slots, running
             lowest = at_kill = spec_replicas(client)
-            killed_at = time.time()
-            swarm.container(worker).kill()
-            worker_id = node_id(swarm, client, worker)
+            with killed(swarm, worker) as killed_at:
+                worker_id = node_id(swarm, client, worker)
 
-            def unmeasured() -> Any:
-                look = watch.active_now()
-                return look if look and worker_id in look.status.get("nodes_unmeasured", []) else None
+                def unmeasured() -> Any:
+                    look = watch.active_now()
+                    return look if look and worker_id in look.status.get("nodes_unmeasured", []) else None
 
-            seen_unmeasured = wait_for("the autoscaler reporting the node unmeasured", unmeasured, 60)
+                seen_unmeasured = wait_for("the autoscaler reporting the node unmeasured", unmeasured, 60)
 
-            def replacement() -> Any:
-                nonlocal lowest
-                lowest = min(lowest, spec_replicas(client))
-                new = [
-                    task
-                    for tasks in running_by_node(swarm, client).values()
-                    for task in tasks
-                    if task["ID"] not in before and task["Slot"] in lost_slots
-                ]
-                return new[0] if new else None
+                def replacement() -> Any:
+                    nonlocal lowest
+                    lowest = min(lowest, spec_replicas(client))
+                    new = [
+                        task
+                        for tasks in running_by_node(swarm, client).values()
+                        for task in tasks
+                        if task["ID"] not in before and task["Slot"] in lost_slots
+                    ]
+                    return new[0] if new else None
 
-            task = wait_for("Swarm running a lost task elsewhere", replacement, 180)
-            replaced_at = parse_time(task["Status"]["Timestamp"])
+                task = wait_for("Swarm running a lost task elsewhere", replacement, 180)
+                replaced_at = parse_time(task["Status"]["Timestamp"])
 
-            def measured_again() -> Any:
-                nonlocal lowest
-                lowest = min(lowest, spec_replicas(client))
-                look = watch.active_now()
-                entry = demo(look)
-                decided = entry.get("decided_at") or 0
-                return look if decided >= replaced_at and entry.get("unmeasured_tasks") == 0 else None
+                def measured_again() -> Any:
+                    nonlocal lowest
+                    lowest = min(lowest, spec_replicas(client))
+                    look = watch.active_now()
+                    entry = demo(look)
+                    decided = entry.get("decided_at") or 0
+                    return look if decided >= replaced_at and entry.get("unmeasured_tasks") == 0 else None
 
-            measured = wait_for("the service measured and decided again", measured_again, 120)
-            failed = load.failed(since=killed_at - 1)
-        restart_node(swarm, worker)
+                measured = wait_for("the service measured and decided again", measured_again, 120)
+                failed = load.failed(since=killed_at - 1)
         # Back in the swarm, the node is measured again, and nothing was restarted for it.
         with AutoscalerWatch(MANAGERS) as watch:
             wait_for("the rejoined node measured again", lambda: measured_everywhere(watch), 120)
@@ -281,33 +306,35 @@ class TestAcrossNodes:
                 )
                 changed_at = parse_time(client.services.get(DEMO).attrs["UpdatedAt"])
                 replicas_then = spec_replicas(client)
-                killed_at = time.time()
-                swarm.container(victim).kill()
+                with killed(swarm, victim) as killed_at:
 
-                def successor() -> Any:
-                    for look in watch.looks:
-                        entry = demo(look)
-                        if look.node != victim and look.active and (entry.get("decided_at") or 0) > killed_at:
-                            return look
-                    return None
+                    def successor() -> Any:
+                        for look in watch.looks:
+                            entry = demo(look)
+                            if (
+                                look.node != victim
+                                and look.active
+                                and (entry.get("decided_at") or 0) > killed_at
+                            ):
+                                return look
+                        return None
 
-                first = wait_for("another instance deciding", successor, 120)
-                # Its decisions within the cooldown of the change before the kill change nothing.
-                time.sleep(max(0.0, changed_at + cooldown - time.time()))
-                replicas_in_cooldown = spec_replicas(client)
-                events = client.events(
-                    since=int(started),
-                    until=int(time.time()) + 1,
-                    filters={"type": "service", "event": "update"},
-                    decode=True,
-                )
-                updates = [
-                    event["timeNano"] / 1e9
-                    for event in events
-                    if event["Actor"]["Attributes"].get("name") == DEMO
-                ]
+                    first = wait_for("another instance deciding", successor, 120)
+                    # Its decisions within the cooldown of the change before the kill change nothing.
+                    time.sleep(max(0.0, changed_at + cooldown - time.time()))
+                    replicas_in_cooldown = spec_replicas(client)
+                    events = client.events(
+                        since=int(started),
+                        until=int(time.time()) + 1,
+                        filters={"type": "service", "event": "update"},
+                        decode=True,
+                    )
+                    updates = [
+                        event["timeNano"] / 1e9
+                        for event in events
+                        if event["Actor"]["Attributes"].get("name") == DEMO
+                    ]
             never_two_active(watch)
-        restart_node(swarm, victim)
         leadership = first.status["leadership"]
         keep(
             REPORT,
