@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
 
@@ -24,6 +25,20 @@ log = structlog.get_logger("metrics_collector")
 
 STALE_SAMPLES = 3
 """The collector is unhealthy when its newest sample is older than this many intervals."""
+
+
+@dataclass
+class Sample:
+    """What one sample read of the node's containers."""
+
+    at: float
+    readings: dict[str, tuple[TaskIdentity, Usage]] = field(default_factory=dict)
+    malformed: dict[str, tuple[str, str]] = field(default_factory=dict)
+    """Per container (short id): its service, and why its cgroup files could not be read."""
+    vanished: int = 0
+    """Containers that stopped between the listing and the read."""
+    seconds: float = 0.0
+    """How long the reading took."""
 
 
 class MetricsCollector:
@@ -49,12 +64,17 @@ class MetricsCollector:
         self._files: dict[str, CgroupFiles] = {}
         self._clock = clock
 
-    def sample_once(self) -> None:
+    def read(self) -> Sample:
+        """List the containers and read their cgroup files: the I/O of a sample, for a worker thread.
+
+        It touches only what no endpoint reads (the directory and the cgroup file paths);
+        ``apply`` makes the sample what the endpoints see, on the event loop.
+        """
         started = time.perf_counter()
         now = self._clock()
         # A copy: a container that vanishes is forgotten by the directory while this loops.
         tasks = dict(self._directory.tasks(now))
-        readings: dict[str, tuple[TaskIdentity, Usage]] = {}
+        sample = Sample(now)
         for container_id, identity in tasks.items():
             files = self._files.get(container_id) or locate(self._root, container_id)
             if files is None:
@@ -63,25 +83,35 @@ class MetricsCollector:
                 self.unlocated.add(container_id)
                 continue
             try:
-                readings[container_id] = (identity, read_usage(files))
+                sample.readings[container_id] = (identity, read_usage(files))
             except OSError:
                 # The container stopped between the listing and the read: not an error.
-                self.vanished += 1
+                sample.vanished += 1
                 self._directory.forget(container_id)
                 continue
             except MalformedCgroupError as error:
                 # Only this container goes unmeasured; the autoscaler sees its task as not measured.
-                self._note_malformed(container_id[:12], identity.service, str(error))
+                sample.malformed[container_id[:12]] = (identity.service, str(error))
                 continue
-            self.malformed.pop(container_id[:12], None)
             self._files[container_id] = files
         for gone in set(self._files) - set(tasks):
             del self._files[gone]
-        listed = {container_id[:12] for container_id in tasks}
-        for gone in set(self.malformed) - listed:
+        sample.seconds = time.perf_counter() - started
+        return sample
+
+    def apply(self, sample: Sample) -> None:
+        """The sample into what the endpoints read; on the event loop, as the endpoints are."""
+        for container, (service, problem) in sample.malformed.items():
+            self._note_malformed(container, service, problem)
+        for gone in set(self.malformed) - set(sample.malformed):
             del self.malformed[gone]
-        self.sampler.record(now, readings)
-        self.sample_seconds = time.perf_counter() - started
+        self.vanished += sample.vanished
+        self.sampler.record(sample.at, sample.readings)
+        self.sample_seconds = sample.seconds
+
+    def sample_once(self) -> None:
+        """One sample, read and applied in the calling thread."""
+        self.apply(self.read())
 
     def _note_malformed(self, container: str, service: str, problem: str) -> None:
         self.malformed_reads += 1
@@ -93,8 +123,9 @@ class MetricsCollector:
         log.info("sampling started", interval=self.settings.interval, window=self.settings.window)
         while not stop.is_set():
             try:
-                # Listing containers is a blocking Docker API call: keep it off the event loop.
-                await asyncio.to_thread(self.sample_once)
+                # Listing containers and reading files block: off the event loop. What the
+                # endpoints read is changed only on it, so that no read sees it half changed.
+                self.apply(await asyncio.to_thread(self.read))
                 self.last_error = None
             except Exception as error:  # noqa: BLE001 - reported on /health, retried next interval
                 self.last_error = repr(error)

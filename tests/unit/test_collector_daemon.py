@@ -1,4 +1,6 @@
+import asyncio
 import shutil
+import sys
 from http import HTTPStatus
 from pathlib import Path
 
@@ -136,3 +138,69 @@ class TestMalformedCgroupFiles:
     def test_cpu_max_with_a_zero_period_is_malformed(self):
         with pytest.raises(MalformedCgroupError):
             parse_cpu_max("50000 0")
+
+
+class AlternatingContainerApi:
+    """200 task containers, a quarter of them replaced at every listing: series come and go."""
+
+    def __init__(self, ids):
+        self.ids = ids
+        self.listings = 0
+
+    def containers(self, filters=None):  # noqa: ARG002 - the filter is the collector's, checked above
+        self.listings += 1
+        shift = (self.listings % 4) * len(self.ids) // 4
+        listed = self.ids[shift:] + self.ids[: shift // 2]
+        return [container(container_id, f"s_web{index % 20}") for index, container_id in enumerate(listed)]
+
+
+class TestSamplingWhileServing:
+    def test_200_containers_sampled_while_the_endpoints_are_read_never_fail_a_read(self, tmp_path):
+        """The reads run on the event loop while samples are taken, for two seconds: every one answers."""
+        root = tmp_path / "cgroup"
+        shutil.copytree(FIXTURES / "v1_split", root)
+        ids = [f"c{index:07d}" for index in range(200)]
+        for controller in ("cpu", "cpuacct", "memory"):
+            for container_id in ids:
+                shutil.copytree(
+                    root / controller / "docker" / "aaaa1111", root / controller / "docker" / container_id
+                )
+        api = AlternatingContainerApi(ids)
+        collector = MetricsCollector(
+            SamplingSettings(interval=0, window=10, container_refresh_interval=0),
+            ContainerDirectory(api, refresh_interval=0),
+            root,
+            Sampler(window=10, host_memory=1 << 34),
+        )
+        registry = CollectorRegistry()
+        registry.register(CollectorMetrics(collector))
+        handlers = routes(collector, registry, "n", lambda: 1000.0)
+        failures, answers = [], [0]
+
+        async def serve(stop):
+            while not stop.is_set():
+                for path in ("/v1/services", "/metrics"):
+                    try:
+                        assert handlers[path]().status == HTTPStatus.OK
+                        answers[0] += 1
+                    except Exception as error:  # noqa: BLE001 - every failure is what the test counts
+                        failures.append(repr(error))
+                await asyncio.sleep(0)
+
+        async def go():
+            stop = asyncio.Event()
+            tasks = [asyncio.create_task(collector.run(stop)), asyncio.create_task(serve(stop))]
+            await asyncio.sleep(2)
+            stop.set()
+            await asyncio.gather(*tasks)
+
+        # Threads switch every microsecond rather than every 5 ms: a race shows within seconds.
+        switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(1e-6)
+        try:
+            asyncio.run(go())
+        finally:
+            sys.setswitchinterval(switch_interval)
+        assert failures == [], (len(failures), failures[:3])
+        assert api.listings > 3
+        assert answers[0] > 100
