@@ -11,7 +11,7 @@ import httpx
 import structlog
 from prometheus_client.registry import CollectorRegistry
 
-from autoscaler.api import routes
+from autoscaler.api import OFF_THE_LOOP, routes
 from autoscaler.daemon import Autoscaler
 from autoscaler.leadership import Leadership
 from autoscaler.lease_store import ConfigLeaseStore, engine_client
@@ -37,16 +37,18 @@ async def run(settings: Settings) -> None:
             settings, Swarm(api, scope), client, store=ConfigStateStore(api, scope), leadership=leadership
         )
         registry = CollectorRegistry()
-        registry.register(AutoscalerCollector(daemon.state, leadership))
+        registry.register(AutoscalerCollector(daemon.published, leadership))
         endpoints = routes(
-            daemon.state,
+            daemon.published,
             registry,
             time.time,
             settings.loop.check_interval,
             settings.policy.metrics_max_age,
             leadership=leadership,
         )
-        server = await http.serve(endpoints, settings.server.host, settings.server.port)
+        server = await http.serve(
+            endpoints, settings.server.host, settings.server.port, in_thread=OFF_THE_LOOP
+        )
         log.info(
             "autoscaler started",
             port=settings.server.port,

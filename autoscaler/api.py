@@ -11,8 +11,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
 
 from autoscaler import page
-from autoscaler.daemon import DaemonState, ServiceRecord
 from autoscaler.leadership import Leadership
+from autoscaler.records import DaemonState, ServiceRecord
 from autoscaler.swarm import name_in_stack
 from autoscaler.traffic import REPORTED_QUANTILES, Window
 from common.http import Handler, Response
@@ -157,8 +157,12 @@ def leadership_status(leadership: Leadership | None) -> dict[str, Any] | None:
     return None if leadership is None else asdict(leadership.status())
 
 
+OFF_THE_LOOP = frozenset({"/", "/health", "/metrics", "/routes", "/status"})
+"""The endpoints that may run in the server's worker threads: they read only ``current()``."""
+
+
 def routes(  # noqa: PLR0913 - what the endpoints show, each passed in
-    state: DaemonState,
+    current: Callable[[], DaemonState],
     registry: CollectorRegistry,
     clock: Callable[[], float],
     check_interval: float,
@@ -166,8 +170,10 @@ def routes(  # noqa: PLR0913 - what the endpoints show, each passed in
     *,
     leadership: Leadership | None = None,
 ) -> dict[str, Handler]:
+    """The endpoints, each reading the state ``current`` gives when it is asked (one snapshot a request)."""
+
     def health() -> Response:
-        problems = health_problems(state, clock(), check_interval, max_age)
+        problems = health_problems(current(), clock(), check_interval, max_age)
         lease = leadership_status(leadership)
         if problems:
             body = {"status": "unhealthy", "problems": problems, "leadership": lease}
@@ -175,7 +181,7 @@ def routes(  # noqa: PLR0913 - what the endpoints show, each passed in
         return Response.json(HTTPStatus.OK, {"status": "ok", "leadership": lease})
 
     def full_status() -> dict[str, Any]:
-        return {**status(state), "leadership": leadership_status(leadership)}
+        return {**status(current()), "leadership": leadership_status(leadership)}
 
     def metrics() -> Response:
         return Response(HTTPStatus.OK, generate_latest(registry), CONTENT_TYPE_LATEST)
@@ -185,5 +191,5 @@ def routes(  # noqa: PLR0913 - what the endpoints show, each passed in
         "/metrics": metrics,
         "/": lambda: Response(HTTPStatus.OK, page.render(full_status(), clock()).encode(), page.CONTENT_TYPE),
         "/status": lambda: Response.json(HTTPStatus.OK, full_status()),
-        "/routes": lambda: Response.json(HTTPStatus.OK, routing_table(state)),
+        "/routes": lambda: Response.json(HTTPStatus.OK, routing_table(current())),
     }

@@ -10,9 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import httpx
 import structlog
@@ -20,96 +19,23 @@ import structlog
 from autoscaler import core
 from autoscaler.collectors import Reading, Resolver, read_collectors, resolve_all
 from autoscaler.core import Decision, Observation, Policy, ServiceState
-from autoscaler.entrypoint import History, RequestReading, read_entry_points
+from autoscaler.entrypoint import RequestReading, read_entry_points
 from autoscaler.leadership import Leadership
 from autoscaler.observation import RunningTasks, Seen, ServiceWindows, observe, running_by_service
 from autoscaler.policy import service_policy
-from autoscaler.problems import Problems
+from autoscaler.records import DaemonState, ServiceRecord, snapshot
 from autoscaler.routing import RoutedService, route_of
 from autoscaler.settings import Settings
 from autoscaler.sources import SourceReading, read_source
 from autoscaler.state_keeper import Saved, StateKeeper
 from autoscaler.state_store import ConfigStateStore
 from autoscaler.swarm import RunningTask, StaleServiceError, Swarm, SwarmService, name_in_stack
-from autoscaler.timeline import Timeline
-from autoscaler.traffic import Window
 from common.config import ConfigError
 
 log = structlog.get_logger("autoscaler")
 
 STALE_RETRIES = 3
 """Times a service that changed under a decision is read and decided again within one check."""
-
-
-@dataclass
-class ServiceRecord:
-    """The latest word on one service, for /status and /metrics."""
-
-    decision: Decision | None = None
-    decided_at: float | None = None
-    policy: Policy | None = None
-    config_error: str | None = None
-    observation: Observation | None = None
-    requests: Window | None = None
-    """The requests the entry point answered for the service over the last window."""
-    recent_requests: Window | None = None
-    """The same over the surge window."""
-    labels: dict[str, str] | None = None
-    """The labels at the last check, to tell which label an operator just changed."""
-    timeline: Timeline = field(default_factory=Timeline)
-    """Its last hour of checks and its last changes, for the status page."""
-    source: SourceReading | None = None
-    """Its metric source at the last check, if it has one."""
-
-    @property
-    def rate_limit_rps(self) -> float | None:
-        """The entry point's limit for the service at its ready replicas, in requests per second."""
-        policy, observation = self.policy, self.observation
-        if policy is None or policy.admission is None or observation is None:
-            return None
-        ready = observation.ready_replicas
-        return None if ready is None else policy.admission.replica_rps * ready
-
-
-@dataclass
-class DaemonState:
-    """Everything the endpoints report; written only by the control loop."""
-
-    services: dict[str, ServiceRecord] = field(default_factory=dict)
-    memory: dict[str, ServiceState] = field(default_factory=dict)
-    """Per service id: what the decision core remembers."""
-    saved: Saved = field(default_factory=Saved)
-    """What this instance knows was saved of the services' states."""
-    state_loaded: bool = False
-    restored_services: int = 0
-    scale_events: Counter[tuple[str, str]] = field(default_factory=Counter)
-    """Per (service, direction): changes made."""
-    decisions: Counter[tuple[str, str]] = field(default_factory=Counter)
-    """Per (service, action): decisions made."""
-    scale_failures: Counter[str] = field(default_factory=Counter)
-    last_check_at: float | None = None
-    last_successful_check_at: float | None = None
-    collectors_answered: int = 0
-    freshest_sample_at: float | None = None
-    nodes_unmeasured: list[str] = field(default_factory=list)
-    """Nodes running tasks of autoscaled services whose collector did not answer."""
-    entry_points_answered: int = 0
-    requests_read_at: float | None = None
-    """When the entry point last answered."""
-    behind_entry_point: set[str] = field(default_factory=set)
-    """Services an entry point has counted since the daemon started."""
-    request_history: History = field(default_factory=dict)
-    """The entry points' counters over the last window."""
-    routes: dict[str, RoutedService] = field(default_factory=dict)
-    """Per service name: its route at the entry point, from its labels."""
-    problems: Problems = field(default_factory=Problems)
-    acting_term: int | None = None
-    """The lease's term this instance acts in; None while it stands by."""
-
-    @property
-    def docker_error(self) -> str | None:
-        """Why the last check could not list the services, if it could not."""
-        return self.problems.active.get(("docker", "services"))
 
 
 @dataclass(frozen=True)
@@ -137,6 +63,7 @@ class Autoscaler:
         """``leadership``: the lease that says whether this instance acts; None: it always does."""
         self.settings = settings
         self.state = DaemonState()
+        self._published = snapshot(self.state)
         self._swarm = swarm
         self._http = http
         self._store = store
@@ -144,6 +71,10 @@ class Autoscaler:
         self._clock = clock
         self._resolve = resolve
         self._leadership = leadership
+
+    def published(self) -> DaemonState:
+        """The state as of the end of the last check: what the endpoints show, from any thread."""
+        return self._published
 
     async def run(self, stop: asyncio.Event) -> None:
         interval = self.settings.loop.check_interval
@@ -156,6 +87,7 @@ class Autoscaler:
             except Exception:
                 # Every input is checked where it enters; this is the last line of defence.
                 log.exception("check failed")
+            self._published = snapshot(self.state)
             # A fixed schedule, so that cooldowns that are multiples of the interval end on a check.
             next_check = max(next_check + interval, time.monotonic())
             early_read = next_check - surge_window

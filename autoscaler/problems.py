@@ -54,6 +54,9 @@ class Problems:
         if self.active.pop((kind, subject), None) is not None:
             log.info("input problem cleared", kind=kind, subject=subject)
 
+    def copy(self) -> Problems:
+        return Problems(dict(self.active), Counter(self.appeared))
+
     def of(self, subject: str) -> dict[str, str]:
         """Every active problem with ``subject``, by kind."""
         return {kind: problem for (kind, about), problem in self.active.items() if about == subject}

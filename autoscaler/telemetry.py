@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from autoscaler.daemon import DaemonState, ServiceRecord
 from autoscaler.leadership import Leadership
+from autoscaler.records import DaemonState, ServiceRecord
 from autoscaler.traffic import REPORTED_QUANTILES
 
 
@@ -28,14 +28,21 @@ def _counter(
 
 
 class AutoscalerCollector(Collector):
-    def __init__(self, state: DaemonState, leadership: Leadership | None = None) -> None:
-        self._state = state
+    """The autoscaler's metrics, from the state ``current`` gives at each scrape.
+
+    ``current`` gives the control loop's published snapshot: a scrape reads one, whole,
+    in the server's worker thread.
+    """
+
+    def __init__(self, current: Callable[[], DaemonState], leadership: Leadership | None = None) -> None:
+        self._current = current
         self._leadership = leadership
 
     def collect(self) -> Iterator[Metric]:
-        yield from self._per_service()
-        yield from self._counters()
-        yield from self._daemon()
+        state = self._current()
+        yield from self._per_service(state)
+        yield from self._counters(state)
+        yield from self._daemon(state)
         yield from self._lease()
 
     def _lease(self) -> Iterator[Metric]:
@@ -56,7 +63,7 @@ class AutoscalerCollector(Collector):
             since.add_metric([status.instance], status.active_since)
             yield since
 
-    def _per_service(self) -> Iterator[Metric]:
+    def _per_service(self, state: DaemonState) -> Iterator[Metric]:
         current = _gauge(
             "autoscaler_service_replicas", "Replicas in the service's spec at the last check.", "service"
         )
@@ -96,7 +103,7 @@ class AutoscalerCollector(Collector):
             "Running tasks of the service that no collector measured at the last check (no scale-down then).",
             "service",
         )
-        for name, record in sorted(self._state.services.items()):
+        for name, record in sorted(state.services.items()):
             valid.add_metric([name], 0 if record.config_error else 1)
             seen = record.observation
             if seen is not None:
@@ -106,9 +113,9 @@ class AutoscalerCollector(Collector):
                         observed.add_metric([name, metric], value)
             self._add_decision(name, record, current, desired, recommended, limited, forecast)
         yield from (current, desired, recommended, limited, forecast, observed, valid, unmeasured)
-        yield from self._requests()
+        yield from self._requests(state)
 
-    def _requests(self) -> Iterator[Metric]:
+    def _requests(self, state: DaemonState) -> Iterator[Metric]:
         """Each service's requests at the entry point over the last window."""
         rate = _gauge(
             "autoscaler_service_requests_per_second",
@@ -141,7 +148,7 @@ class AutoscalerCollector(Collector):
             "The entry point's rate limit at the ready replicas (REPLICA_RPS times them), in requests/s.",
             "service",
         )
-        for name, record in sorted(self._state.services.items()):
+        for name, record in sorted(state.services.items()):
             if record.rate_limit_rps is not None:
                 limit.add_metric([name], record.rate_limit_rps)
             window = record.requests
@@ -176,8 +183,7 @@ class AutoscalerCollector(Collector):
         if reason.forecast is not None:
             forecast.add_metric([name], reason.forecast)
 
-    def _counters(self) -> Iterator[Metric]:
-        state = self._state
+    def _counters(self, state: DaemonState) -> Iterator[Metric]:
         yield _counter(
             "autoscaler_scale_events",
             "Replica changes made.",
@@ -204,8 +210,7 @@ class AutoscalerCollector(Collector):
             "autoscaler_scale_failures", "Service updates the Docker API refused.", failures, "service"
         )
 
-    def _daemon(self) -> Iterator[Metric]:
-        state = self._state
+    def _daemon(self, state: DaemonState) -> Iterator[Metric]:
         collectors = _gauge(
             "autoscaler_collectors_answered", "Metrics collectors that answered at the last check."
         )

@@ -53,3 +53,6 @@ class Timeline:
             self.changes.append(
                 Change(now, decision.current_replicas, decision.desired_replicas, reason.message)
             )
+
+    def copy(self) -> Timeline:
+        return Timeline(deque(self.points, maxlen=MOST_POINTS), deque(self.changes, maxlen=MOST_CHANGES))

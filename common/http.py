@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
@@ -69,7 +69,10 @@ def route(routes: Mapping[str, Handler], method: str, target: str) -> Response:
 
 
 async def _serve_connection(
-    routes: Mapping[str, Handler], reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    routes: Mapping[str, Handler],
+    in_thread: Collection[str],
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
 ) -> None:
     try:
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_TIMEOUT)
@@ -81,7 +84,10 @@ async def _serve_connection(
         else:
             method, target, _version = parts
             try:
-                response = route(routes, method, target)
+                if target.split("?", 1)[0] in in_thread:
+                    response = await asyncio.to_thread(route, routes, method, target)
+                else:
+                    response = route(routes, method, target)
             except Exception:
                 log.exception("http handler failed", target=target)
                 response = Response.text(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error\n")
@@ -97,10 +103,16 @@ async def _serve_connection(
             await writer.wait_closed()
 
 
-async def serve(routes: Mapping[str, Handler], host: str, port: int) -> asyncio.Server:
-    """Start serving ``routes`` (path to handler); the caller owns the returned server."""
+async def serve(
+    routes: Mapping[str, Handler], host: str, port: int, *, in_thread: Collection[str] = ()
+) -> asyncio.Server:
+    """Start serving ``routes`` (path to handler); the caller owns the returned server.
+
+    The handlers of the paths in ``in_thread`` run in worker threads, so that a costly one
+    does not hold up the event loop; they must read nothing the loop changes meanwhile.
+    """
 
     async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await _serve_connection(routes, reader, writer)
+        await _serve_connection(routes, in_thread, reader, writer)
 
     return await asyncio.start_server(on_connection, host, port, limit=REQUEST_HEAD_LIMIT)

@@ -122,8 +122,10 @@ class Harness:
         registry = CollectorRegistry()
         from autoscaler.telemetry import AutoscalerCollector  # noqa: PLC0415 - only the endpoint tests need it
 
-        registry.register(AutoscalerCollector(self.daemon_state))
-        return routes(self.daemon_state, registry, lambda: self.now, 5, self.settings.policy.metrics_max_age)
+        registry.register(AutoscalerCollector(lambda: self.daemon_state))
+        return routes(
+            lambda: self.daemon_state, registry, lambda: self.now, 5, self.settings.policy.metrics_max_age
+        )
 
     def status(self):
         return json.loads(self.handlers()["/status"]().body)
@@ -766,7 +768,7 @@ class TestActiveInstance:
         state = harness.check()
         assert harness.replicas() == 4
         assert state.acting_term == 1
-        handlers = routes(state, CollectorRegistry(), lambda: NOW, 5, 90, leadership=active)
+        handlers = routes(lambda: state, CollectorRegistry(), lambda: NOW, 5, 90, leadership=active)
         health = json.loads(handlers["/health"]().body)
         assert health["leadership"]["instance"] == "me"
         assert health["leadership"]["active"] is True

@@ -1,4 +1,5 @@
 import asyncio
+import threading
 from http import HTTPStatus
 
 import httpx
@@ -38,3 +39,27 @@ class TestServe:
         assert failing.status_code == HTTPStatus.INTERNAL_SERVER_ERROR
         assert head.status_code == HTTPStatus.OK
         assert head.content == b""
+
+    def test_the_paths_named_in_thread_run_off_the_event_loop_and_the_others_on_it(self):
+        """A costly handler in a worker thread leaves the loop free; the others share its thread."""
+        threads = {}
+
+        def where(name):
+            def handler():
+                threads[name] = threading.get_ident()
+                return Response.text(HTTPStatus.OK, name)
+
+            return handler
+
+        async def go():
+            threads["loop"] = threading.get_ident()
+            server = await serve(
+                {"/slow": where("slow"), "/fast": where("fast")}, "127.0.0.1", 0, in_thread={"/slow"}
+            )
+            port = server.sockets[0].getsockname()[1]
+            async with server, httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+                return [(await client.get(path)).text for path in ("/slow", "/fast")]
+
+        assert asyncio.run(go()) == ["slow", "fast"]
+        assert threads["slow"] != threads["loop"]
+        assert threads["fast"] == threads["loop"]

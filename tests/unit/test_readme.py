@@ -157,9 +157,9 @@ class TestReadmeCommands:
 
     def test_every_autoscaler_endpoint_in_the_table_is_served(self):
         from autoscaler.api import routes  # noqa: PLC0415 - only this test needs the daemon's routes
-        from autoscaler.daemon import DaemonState  # noqa: PLC0415 - as above
+        from autoscaler.records import DaemonState  # noqa: PLC0415 - as above
 
-        served = set(routes(DaemonState(), CollectorRegistry(), lambda: 0.0, 30, 90))
+        served = set(routes(DaemonState, CollectorRegistry(), lambda: 0.0, 30, 90))
         documented = set(re.findall(r"^\| autoscaler `GET (\S+)`", README, re.MULTILINE))
         assert documented == served
 
