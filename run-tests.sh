@@ -42,6 +42,8 @@ say "ruff"
 .venv/bin/ruff format --check .
 say "mypy --strict"
 .venv/bin/mypy
+say "import contracts"
+.venv/bin/lint-imports --no-cache
 say "pytest"
 # Written by the end-to-end tests of this run only.
 reports=(build/e2e-report.json build/e2e-operations.json build/e2e-request-metrics.json build/e2e-zero-drop.json
