@@ -15,8 +15,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from autoscaler.entrypoint_page import parse
 from autoscaler.swarm import parse_timestamp
-from autoscaler.traffic import parse
 from tests.e2e.support import ROOT, Background, Stack, start_load, stop_load, wait_until
 
 pytestmark = pytest.mark.e2e
