@@ -88,7 +88,11 @@ def decode_one(data: bytes) -> Parts:
     document = _json(data)
     if not isinstance(document, dict):
         raise ValueError("malformed state: not an object")  # noqa: TRY004 - callers take ValueError as unreadable
-    return {DECISION: {**document, FORECASTER: None}, FORECASTER: document.get(FORECASTER)}
+    parts: Parts = {DECISION: {**document, FORECASTER: None}}
+    if document.get(FORECASTER) is not None:
+        # Only a forecaster is a part of its own: none to keep would hold the document forever.
+        parts[FORECASTER] = document[FORECASTER]
+    return parts
 
 
 def state_of(parts: Parts) -> ServiceState:

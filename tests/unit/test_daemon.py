@@ -954,8 +954,7 @@ class TestConfigStateStore:
         )
         store = ConfigStateStore(api, None)
         assert store.load()[0]["a"].replicas == 6
-        store.save(
-            6, {"a": {"decision": persisted.dump(ServiceState(replicas=6)), "forecaster": None}}, {"a"}
-        )
+        # A service without a forecaster: its decision part alone supersedes the old config.
+        store.save(6, {"a": {"decision": persisted.dump(ServiceState(replicas=6))}}, {"a"})
         (config,) = api.configs_by_id.values()
         assert config["Spec"]["Labels"]["autoscaler.state.format"] == "2"
