@@ -66,7 +66,6 @@ class Autoscaler:
         self._published = snapshot(self.state)
         self._swarm = swarm
         self._http = http
-        self._store = store
         self._keeper = None if store is None else StateKeeper(store, settings.state.save_interval)
         self._clock = clock
         self._resolve = resolve

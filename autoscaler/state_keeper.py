@@ -101,11 +101,11 @@ class StateKeeper:
 
     def save(
         self, saved: Saved, memory: dict[str, ServiceState], policies: dict[str, Policy], now: float
-    ) -> int:
-        """Save what is due; the number of services whose parts were written (0: nothing was due)."""
+    ) -> None:
+        """Save what is due, if anything is."""
         entries = self.entries(saved, memory, policies, now)
         if not entries:
-            return 0
+            return
         saved.sequence = max(saved.sequence + 1, int(now * 1000))
         self._store.save(saved.sequence, entries, set(memory))
         states = {}
@@ -118,4 +118,3 @@ class StateKeeper:
                 states[service] = replace(state, forecaster=before.forecaster if before else None)
         saved.states = states
         saved.last_save_at = now
-        return len(entries)
