@@ -9,7 +9,6 @@ would have measured count as not fully measured.
 from __future__ import annotations
 
 import asyncio
-import math
 import socket
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from typing import Any
 import httpx
 
 from autoscaler.settings import CollectorSettings
+from common.numbers import finite
 
 REPORT_PATH = "/v1/services"
 MOST_TASKS = 100_000
@@ -56,9 +56,10 @@ def _finite(entry: dict[str, Any], key: str) -> float | None:
     value = entry.get(key)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    number = finite(value)
+    if number is None:
         raise BadReportError(f"{key} is not a finite number: {value!r}")
-    return float(value)
+    return number
 
 
 def _percent(entry: dict[str, Any], key: str) -> float | None:

@@ -25,7 +25,9 @@ from autoscaler.core.model import (
     Thresholds,
 )
 from autoscaler.sources import SOURCE_PREFIX, parse_source
-from common.config import DAY, ConfigError, raw, read_bool, read_choice, read_float, read_int
+from common import bounds
+from common.bounds import DAY
+from common.config import ConfigError, raw, read_bool, read_choice, read_float, read_int
 
 LABEL_PREFIX = "autoscaler."
 ENABLE_LABEL = "autoscaler.enable"
@@ -73,7 +75,6 @@ POLICY_VARIABLES: dict[str, str] = {
 
 MOST_REPLICAS = 10_000
 """Upper bound of every replica count a policy names."""
-WEEK = 7 * DAY
 
 # (lowest, highest) of every numeric policy variable.
 BOUNDS: dict[str, tuple[float, float]] = {
@@ -106,11 +107,11 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "SURGE_THRESHOLD": (1, 100),
     "METRICS_MAX_AGE": (1, DAY),
     "REPLICA_STARTUP_TIME": (0, DAY),
-    "PREDICTIVE_SEASON": (60, WEEK),
+    "PREDICTIVE_SEASON": bounds.PREDICTIVE_SEASON,
     "PREDICTIVE_MAX_ERROR": (0, 1),
-    "CHECK_INTERVAL": (0.1, DAY),
-    "REPLICA_RPS": (0.001, 1_000_000_000),
-    "RATE_LIMIT_BURST_SECONDS": (0, 3600),
+    "CHECK_INTERVAL": bounds.CHECK_INTERVAL,
+    "REPLICA_RPS": bounds.REPLICA_RPS,
+    "RATE_LIMIT_BURST_SECONDS": bounds.RATE_LIMIT_BURST_SECONDS,
 }
 
 SHARED_VARIABLES = ("CHECK_INTERVAL",)

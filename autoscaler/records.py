@@ -12,12 +12,12 @@ from dataclasses import dataclass, field, replace
 
 from autoscaler.core import Decision, Observation, Policy, ServiceState
 from autoscaler.entrypoint import History
-from autoscaler.problems import Problems
 from autoscaler.routing import RoutedService
 from autoscaler.sources import SourceReading
 from autoscaler.state_keeper import Saved
 from autoscaler.timeline import Timeline
 from autoscaler.traffic import Window
+from common.problems import Problems
 
 
 @dataclass

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from autoscaler.core import Policy
 from autoscaler.lease import LeaseSettings
 from autoscaler.policy import parse_policy, policy_environment
-from common.config import DAY, ConfigError, raw, read_choice, read_float, read_name, read_port, read_str
+from common.bounds import CHECK_INTERVAL, DAY
+from common.config import ConfigError, raw, read_choice, read_float, read_name, read_port, read_str
 from common.logs import LEVELS
 
 
@@ -114,7 +115,9 @@ def load(environ: Mapping[str, str]) -> Settings:
     """Settings from the environment; raises common.config.ConfigError on a bad value."""
     return Settings(
         loop=LoopSettings(
-            check_interval=read_float(environ, "CHECK_INTERVAL", 30.0, minimum=0.1, maximum=DAY)
+            check_interval=read_float(
+                environ, "CHECK_INTERVAL", 30.0, minimum=CHECK_INTERVAL[0], maximum=CHECK_INTERVAL[1]
+            )
         ),
         collectors=CollectorSettings(
             address=read_str(environ, "COLLECTOR_ADDRESS", "tasks.metrics-collector"),

@@ -14,8 +14,6 @@ import re
 from collections.abc import Mapping
 from typing import TypeVar
 
-DAY = 86_400.0
-"""Seconds in a day: the upper bound of every interval."""
 HIGHEST_PORT = 65_535
 
 _DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]{1,3})?")

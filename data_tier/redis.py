@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -13,6 +12,7 @@ import redis.exceptions
 import structlog
 
 from common.lifecycle import Worker
+from common.numbers import finite
 from data_tier.agent import Agent, Probed
 from data_tier.health import redis_health
 from data_tier.processes import run_child
@@ -75,9 +75,9 @@ def operations(stats: Mapping[str, object]) -> dict[str, float]:
     redis_exporter exports the commands as a counter only; the autoscaler's metric source
     reads a value as it is, so the agent exports Redis' rate beside it.
     """
-    value = stats.get("instantaneous_ops_per_sec")
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value >= 0:
-        return {"redis_instantaneous_ops_per_sec": float(value)}
+    value = finite(stats.get("instantaneous_ops_per_sec"))
+    if value is not None and value >= 0:
+        return {"redis_instantaneous_ops_per_sec": value}
     return {}
 
 

@@ -16,6 +16,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from common.http import Handler, Response
 from common.lifecycle import sleep_unless_stopped
+from common.problems import Problems
 from metrics_collector.cgroups import CgroupFiles, MalformedCgroupError, Usage, locate, read_usage
 from metrics_collector.containers import ContainerDirectory
 from metrics_collector.sampler import Sampler, TaskIdentity
@@ -56,8 +57,8 @@ class MetricsCollector:
         self.sample_seconds = 0.0
         self.vanished = 0
         self.unlocated: set[str] = set()
-        self.malformed: dict[str, str] = {}
-        """Per container (short id): why its cgroup files could not be read at the last sample."""
+        self.problems = Problems()
+        """Kind ``cgroup``: per container (short id), why its cgroup files were unreadable when last read."""
         self.malformed_reads = 0
         self._directory = directory
         self._root = cgroup_root
@@ -101,10 +102,11 @@ class MetricsCollector:
 
     def apply(self, sample: Sample) -> None:
         """The sample into what the endpoints read; on the event loop, as the endpoints are."""
+        for gone in set(self.unreadable()) - set(sample.malformed):
+            self.problems.clear("cgroup", gone)
         for container, (service, problem) in sample.malformed.items():
-            self._note_malformed(container, service, problem)
-        for gone in set(self.malformed) - set(sample.malformed):
-            del self.malformed[gone]
+            self.problems.set("cgroup", container, problem, service=service)
+        self.malformed_reads += len(sample.malformed)
         self.vanished += sample.vanished
         self.sampler.record(sample.at, sample.readings)
         self.sample_seconds = sample.seconds
@@ -113,11 +115,9 @@ class MetricsCollector:
         """One sample, read and applied in the calling thread."""
         self.apply(self.read())
 
-    def _note_malformed(self, container: str, service: str, problem: str) -> None:
-        self.malformed_reads += 1
-        if self.malformed.get(container) != problem:
-            log.error("cgroup files unreadable", container=container, service=service, problem=problem)
-        self.malformed[container] = problem
+    def unreadable(self) -> dict[str, str]:
+        """Per container (short id): why its cgroup files could not be read at the last sample."""
+        return self.problems.of_kind("cgroup")
 
     async def run(self, stop: asyncio.Event) -> None:
         log.info("sampling started", interval=self.settings.interval, window=self.settings.window)
@@ -192,7 +192,7 @@ class CollectorMetrics(Collector):
             "collector_unreadable_containers",
             "Containers whose cgroup files could not be read at the last sample.",
         )
-        unreadable.add_metric([], len(collector.malformed))
+        unreadable.add_metric([], len(collector.unreadable()))
         yield from (cpu, memory, count, duration, vanished, malformed, unreadable)
         if collector.sampler.sampled_at is not None:
             last = GaugeMetricFamily(
@@ -223,6 +223,6 @@ def routes(
         "/metrics": lambda: Response(HTTPStatus.OK, generate_latest(registry), CONTENT_TYPE_LATEST),
         "/v1/services": lambda: Response.json(
             HTTPStatus.OK,
-            {**collector.sampler.report(node, node_id), "unreadable_containers": collector.malformed},
+            {**collector.sampler.report(node, node_id), "unreadable_containers": collector.unreadable()},
         ),
     }

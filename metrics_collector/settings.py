@@ -6,7 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from common.config import DAY, ConfigError, read_choice, read_float, read_port, read_str
+from common.bounds import DAY
+from common.config import ConfigError, read_choice, read_float, read_port, read_str
 from common.logs import LEVELS
 
 

@@ -6,14 +6,12 @@ no Docker socket and reads what it needs from this table over the overlay networ
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from common.bounds import RATE_LIMIT_BURST_SECONDS, REPLICA_RPS
 from common.config import HIGHEST_PORT, NAME, URL_PREFIX
-
-MOST_RPS = 1_000_000_000
-MOST_BURST_SECONDS = 3600
+from common.numbers import finite
 
 
 class RoutesError(ValueError):
@@ -28,13 +26,15 @@ class Capacity:
     """Seconds' worth of the limit that may arrive at once above it."""
 
 
-def _number(entry: Mapping[str, object], key: str, lowest: float, highest: float, *, open_low: bool) -> float:
+def _number(entry: Mapping[str, object], key: str, bounds: tuple[float, float]) -> float:
+    lowest, highest = bounds
     value = entry.get(key)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    number = finite(value)
+    if number is None:
         raise RoutesError(f"{key} is not a finite number: {value!r}")
-    if value < lowest or (open_low and value == lowest) or value > highest:
+    if not lowest <= number <= highest:
         raise RoutesError(f"{key} is out of range: {value!r}")
-    return float(value)
+    return number
 
 
 def _capacity(entry: Mapping[str, object]) -> Capacity | None:
@@ -44,8 +44,8 @@ def _capacity(entry: Mapping[str, object]) -> Capacity | None:
     if not isinstance(limit, Mapping):
         raise RoutesError(f"rate_limit is not an object: {limit!r}")
     return Capacity(
-        replica_rps=_number(limit, "replica_rps", 0, MOST_RPS, open_low=True),
-        burst_seconds=_number(limit, "burst_seconds", 0, MOST_BURST_SECONDS, open_low=False),
+        replica_rps=_number(limit, "replica_rps", REPLICA_RPS),
+        burst_seconds=_number(limit, "burst_seconds", RATE_LIMIT_BURST_SECONDS),
     )
 
 

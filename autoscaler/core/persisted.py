@@ -7,23 +7,24 @@ with every number finite and every length bounded, and raises ValueError otherwi
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from autoscaler.core.forecast import Forecaster, slots_in
 from autoscaler.core.model import ServiceState
+from common.bounds import PREDICTIVE_SEASON
+from common.numbers import finite
 
 FORMAT = 1
 """Version of the persisted form; another version is not read."""
 MOST_ENTRIES = 100_000
 """More history entries than any policy within its bounds keeps."""
-SEASON_RANGE = (60.0, 7 * 86_400.0)
 
 
 def _number(value: Any) -> float:  # noqa: ANN401 - checks an untrusted JSON value
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    number = finite(value)
+    if number is None:
         raise TypeError(f"not a finite number: {value!r}")
-    return float(value)
+    return number
 
 
 def _optional_number(value: Any) -> float | None:  # noqa: ANN401 - checks an untrusted JSON value
@@ -77,7 +78,7 @@ def dump_forecaster(forecaster: Forecaster) -> dict[str, Any]:
 
 def load_forecaster(document: dict[str, Any]) -> Forecaster:
     season = _number(document["season"])
-    if not SEASON_RANGE[0] <= season <= SEASON_RANGE[1]:
+    if not PREDICTIVE_SEASON[0] <= season <= PREDICTIVE_SEASON[1]:
         raise ValueError(f"season {season} out of range")
     slots = slots_in(season)
     seasonal = document["seasonal"]

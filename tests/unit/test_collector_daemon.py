@@ -131,8 +131,10 @@ class TestMalformedCgroupFiles:
                 collector.sample_once()
                 now[0] += 1
         assert set(collector.sampler.report("n")["services"]) == {"s_db"}
-        assert problem in collector.malformed["aaaa1111"]
-        assert [entry["event"] for entry in logs] == ["cgroup files unreadable"]
+        assert problem in collector.unreadable()["aaaa1111"]
+        assert [(entry["event"], entry["kind"], entry["service"]) for entry in logs] == [
+            ("input problem", "cgroup", "s_web")
+        ]
         assert collector.malformed_reads == 3
 
     def test_cpu_max_with_a_zero_period_is_malformed(self):

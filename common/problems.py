@@ -1,9 +1,10 @@
 """Problems with what comes from outside, each logged once when it appears and once when it clears.
 
-A bad label, a malformed collector answer or an unreadable saved state is seen again
-at every check; logging it every time would bury everything else. Each check
-reports the whole set of problems of a kind; what is new or changed is logged and
-counted, what has gone is logged as cleared.
+A bad label, a malformed collector answer, an unreadable cgroup file or a routing table
+nginx refuses is seen again at every round of a daemon's loop; logging it every time
+would bury everything else. Each round reports the whole set of problems of a kind;
+what is new or changed is logged and counted, what has gone is logged as cleared.
+The three daemons keep their problems in one of these.
 """
 
 from __future__ import annotations
@@ -14,20 +15,15 @@ from dataclasses import dataclass, field
 
 import structlog
 
-log = structlog.get_logger("autoscaler")
+log = structlog.get_logger("problems")
 
 
 @dataclass
 class Problems:
     """The active problems by kind and subject.
 
-    Kinds in use: ``collector`` (an answer), ``collector_entry`` (one entry of it),
-    ``entrypoint`` (an entry point's counters), ``entrypoint_too_large`` (a page of counters
-    over the bound, not read), ``entrypoint_entry`` (one service in them),
-    ``docker`` (the API), ``service_entry`` (one service in its answer), ``label``, ``route``
-    (a service's route labels, or a malformed entry of the routed services),
-    ``decision`` (an unexpected error while deciding), ``scale`` (a refused update),
-    ``state`` (the saved state).
+    Each daemon names its kinds where it reports them; the autoscaler's are listed
+    in the README, where ``/status`` is.
     """
 
     active: dict[tuple[str, str], str] = field(default_factory=dict)
@@ -35,20 +31,23 @@ class Problems:
     appeared: Counter[str] = field(default_factory=Counter)
     """Per kind: how many problems have appeared (or changed)."""
 
-    def report(self, kind: str, found: Mapping[str, str]) -> None:
-        """The problems of ``kind`` now, by subject: all of them, replacing the last report."""
+    def report(self, kind: str, found: Mapping[str, str], **context: str) -> None:
+        """The problems of ``kind`` now, by subject: all of them, replacing the last report.
+
+        ``context`` goes into the log event of each new problem (what is done about it, say).
+        """
         for gone in set(self.of_kind(kind)) - set(found):
             self.clear(kind, gone)
         for subject, problem in found.items():
-            self.set(kind, subject, problem)
+            self.set(kind, subject, problem, **context)
 
-    def set(self, kind: str, subject: str, problem: str) -> None:
+    def set(self, kind: str, subject: str, problem: str, **context: str) -> None:
         """One problem of ``kind`` with ``subject``; logged and counted only when new or changed."""
         if self.active.get((kind, subject)) == problem:
             return
         self.active[(kind, subject)] = problem
         self.appeared[kind] += 1
-        log.error("input problem", kind=kind, subject=subject, problem=problem)
+        log.error("input problem", kind=kind, subject=subject, problem=problem, **context)
 
     def clear(self, kind: str, subject: str) -> None:
         if self.active.pop((kind, subject), None) is not None:
