@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from autoscaler.entrypoint_page import parse
-from nginx.agent import PushFailedError, http_pusher
+from nginx.adapters import PushFailedError, http_pusher
 from nginx.routes import Route
 from tests.unit.real_nginx import Proxy, free_port, started, upstream_server
 from tests.unit.test_nginx import PROXY

@@ -6,18 +6,12 @@ import pytest
 import structlog
 
 from common.config import ConfigError
-from nginx.agent import (
-    AgentSettings,
-    ConfigRejectedError,
-    LookupFailedError,
-    PushFailedError,
-    RoutesUnavailableError,
-    UpstreamAgent,
-    install,
-    load,
-)
+from nginx.adapters import LookupFailedError, PushFailedError, RoutesUnavailableError
+from nginx.agent import UpstreamAgent
 from nginx.config import ProxySettings, render, static_route
+from nginx.process import ConfigRejectedError, install
 from nginx.routes import Capacity, Route, RoutesError, capacity_of, limit_lines, routes_of
+from nginx.settings import AgentSettings, load
 
 PROXY = ProxySettings(
     listen_port=8081,
@@ -169,9 +163,10 @@ class TestUpstreamAgent:
         agent = outside.agent(tmp_path)
         with structlog.testing.capture_logs() as logs:
             outside.syncs(agent, tasks_of(*[["10.0.1.5"]] * 4))
-        assert [entry["event"] for entry in logs] == [
-            "nginx did not take the task list; keeping its current one",
-            "upstream updated",
+        assert [(entry["event"], entry.get("kind")) for entry in logs] == [
+            ("input problem", "tasks"),
+            ("input problem cleared", "tasks"),
+            ("upstream updated", None),
         ]
         assert (outside.pushed, agent.tasks) == ([["web 10.0.1.5:8000"]], {"web": ["10.0.1.5"]})
 
@@ -196,9 +191,9 @@ class TestUpstreamAgent:
             tables = [limited, unreadable, unreadable, malformed, limited]
             outside.syncs(agent, [({"web": ["10.0.1.5"]}, table) for table in tables])
         assert outside.limits == [["web 20 40"]]
-        problems = [entry["error"] for entry in logs if entry["log_level"] == "error"]
+        problems = [entry["problem"] for entry in logs if entry["log_level"] == "error"]
         assert problems == ["ConnectError", "replica_rps is not a finite number: 'lots'"]
-        assert agent.problems == {}
+        assert agent.problems.active == {}
 
     def test_a_route_added_or_gone_reloads_nginx_and_its_tasks_are_pushed(self, tmp_path):
         shop = {"service": "s_shop", "name_in_stack": "shop", "route": {"path": "/shop/", "port": 9000}}
@@ -218,10 +213,11 @@ class TestUpstreamAgent:
         agent = outside.agent(tmp_path)
         with structlog.testing.capture_logs() as logs:
             outside.syncs(agent, [(None, {"services": [clash]}), (None, None)])
-            assert agent.problems == {"route 's_api'": "its path or name is web's already"}
+            assert agent.problems.active == {("route", "'s_api'"): "its path or name is web's already"}
             outside.syncs(agent, [(None, {"services": []}), (None, {"services": [clash]})])
         # Logged when it appeared, over when the clash went, logged again when it came back.
-        assert [entry["subject"] for entry in logs if entry["log_level"] == "error"] == ["route 's_api'"] * 2
+        errors = [(entry["kind"], entry["subject"]) for entry in logs if entry["log_level"] == "error"]
+        assert errors == [("route", "'s_api'")] * 2
         assert (outside.configs, [route.path for route in agent.routes]) == ([], ["/api/"])
 
     def test_a_configuration_nginx_refuses_keeps_the_routes_it_has(self, tmp_path):
@@ -230,7 +226,7 @@ class TestUpstreamAgent:
         agent = outside.agent(tmp_path)
         outside.syncs(agent, [(None, {"services": [refused]}), (None, None)])
         assert [route.path for route in agent.routes] == ["/api/"]
-        assert agent.problems == {"config": "nginx: [emerg] refused"}
+        assert agent.problems.active == {("config", "routes"): "nginx: [emerg] refused"}
 
     def test_install_refuses_an_invalid_config(self, tmp_path):
         with pytest.raises(ConfigRejectedError):
