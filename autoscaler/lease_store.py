@@ -15,12 +15,10 @@ from typing import Any
 
 import httpx
 
+from autoscaler.labels import LEASE_HOLDER_LABEL, LEASE_SCOPE_LABEL, LEASE_TERM_LABEL
 from autoscaler.lease import Record
 from autoscaler.state_store import UNSCOPED
 
-SCOPE_LABEL = "autoscaler.lease.scope"
-HOLDER_LABEL = "autoscaler.lease.holder"
-TERM_LABEL = "autoscaler.lease.term"
 NAME_PREFIX = "autoscaler-lease-"
 CONTENT = b"the labels hold the lease of the active autoscaler\n"
 
@@ -42,7 +40,7 @@ def record_from_api(entry: Any) -> tuple[str, Record, dict[str, Any]]:  # noqa: 
     try:
         config_id, spec, version = entry["ID"], entry["Spec"], entry["Version"]["Index"]
         labels = spec.get("Labels") or {}
-        holder, term = labels.get(HOLDER_LABEL, ""), int(labels.get(TERM_LABEL, "0"))
+        holder, term = labels.get(LEASE_HOLDER_LABEL, ""), int(labels.get(LEASE_TERM_LABEL, "0"))
     except (KeyError, TypeError, ValueError, AttributeError) as error:
         raise LeaseStoreError(f"the lease config is malformed: {error!r}") from None
     checked = (isinstance(config_id, str), isinstance(holder, str), type(version) is int, term >= 0)
@@ -89,7 +87,11 @@ class ConfigLeaseStore:
         if self._config is None:
             raise LeaseStoreError("the lease was not read before it was written")
         config_id, spec = self._config
-        labels = {**(spec.get("Labels") or {}), HOLDER_LABEL: record.holder, TERM_LABEL: str(record.term)}
+        labels = {
+            **(spec.get("Labels") or {}),
+            LEASE_HOLDER_LABEL: record.holder,
+            LEASE_TERM_LABEL: str(record.term),
+        }
         response = await self._request(
             "POST",
             f"/configs/{config_id}/update",
@@ -126,7 +128,7 @@ class ConfigLeaseStore:
     async def _create(self) -> None:
         body = {
             "Name": self.name,
-            "Labels": {SCOPE_LABEL: self._scope, HOLDER_LABEL: "", TERM_LABEL: "0"},
+            "Labels": {LEASE_SCOPE_LABEL: self._scope, LEASE_HOLDER_LABEL: "", LEASE_TERM_LABEL: "0"},
             "Data": base64.b64encode(CONTENT).decode(),
         }
         response = await self._request("POST", "/configs/create", json=body)

@@ -24,13 +24,11 @@ from autoscaler.core.model import (
     RateLimit,
     Thresholds,
 )
-from autoscaler.sources import SOURCE_PREFIX, parse_source
+from autoscaler.labels import ENABLE_LABEL, LABEL_PREFIX, SOURCE_PREFIX, label_name
+from autoscaler.sources import parse_source
 from common import bounds
 from common.bounds import DAY
 from common.config import ConfigError, raw, read_bool, read_choice, read_float, read_int
-
-LABEL_PREFIX = "autoscaler."
-ENABLE_LABEL = "autoscaler.enable"
 
 # Variables that make up a policy, with their defaults ("" where the default is derived).
 POLICY_VARIABLES: dict[str, str] = {
@@ -116,14 +114,6 @@ BOUNDS: dict[str, tuple[float, float]] = {
 
 SHARED_VARIABLES = ("CHECK_INTERVAL",)
 """Variables a policy reads that are the daemon's alone: no label overrides them."""
-
-
-LABEL_NAMES = {"TARGET_CONCURRENCY_PER_REPLICA": "autoscaler.target_concurrency"}
-"""Variables whose label is not the variable's name in lower case: a shorter one."""
-
-
-def label_name(variable: str) -> str:
-    return LABEL_NAMES.get(variable, LABEL_PREFIX + variable.lower())
 
 
 def _number(source: Mapping[str, str], name: str, default: float | None = None) -> float:

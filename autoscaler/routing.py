@@ -11,10 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from autoscaler.labels import PATH_LABEL, PORT_LABEL
 from common.config import read_port, read_url_prefix
 
-PATH_LABEL = "entrypoint.path"
-PORT_LABEL = "entrypoint.port"
 DEFAULT_PORT = 80
 
 

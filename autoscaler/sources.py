@@ -21,13 +21,13 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from autoscaler.core.model import Combine, MetricSource, Thresholds
+from autoscaler.labels import SOURCE_PREFIX
 from common.config import ConfigError, parse_bool, parse_float
 
 if TYPE_CHECKING:
     # Only the annotation: the collectors' module reads the settings, which read the policy, which reads this.
     from autoscaler.collectors import Resolver
 
-SOURCE_PREFIX = "autoscaler.source."
 COMBINES: tuple[Combine, ...] = ("sum", "mean", "max")
 LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")

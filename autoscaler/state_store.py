@@ -27,12 +27,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from autoscaler.core import ServiceState, persisted
+from autoscaler.labels import STATE_FORMAT_LABEL, STATE_SCOPE_LABEL, STATE_SEQUENCE_LABEL, STATE_SERVICE_LABEL
 
-STATE_LABEL = "autoscaler.state.scope"
-SEQUENCE_LABEL = "autoscaler.state.sequence"
-FORMAT_LABEL = "autoscaler.state.format"
-SERVICE_LABEL = "autoscaler.state.service"
-"""On a document of the version before: the one service it holds."""
 DOCUMENT_FORMAT = "2"
 NAME_PREFIX = "autoscaler-state-"
 LARGEST_DOCUMENT = 400 * 1024
@@ -126,10 +122,10 @@ def _stored(entry: Any) -> _Stored | None:  # noqa: ANN401 - checks an untrusted
         spec = entry["Spec"]
         labels = spec["Labels"]
         data = base64.b64decode(spec["Data"])
-        sequence = int(labels[SEQUENCE_LABEL])
-        if labels.get(FORMAT_LABEL) == DOCUMENT_FORMAT:
+        sequence = int(labels[STATE_SEQUENCE_LABEL])
+        if labels.get(STATE_FORMAT_LABEL) == DOCUMENT_FORMAT:
             return _Stored(entry["ID"], sequence, data, None)
-        return _Stored(entry["ID"], sequence, data, str(labels[SERVICE_LABEL]))
+        return _Stored(entry["ID"], sequence, data, str(labels[STATE_SERVICE_LABEL]))
     except (KeyError, TypeError, ValueError, binascii.Error):
         return None
 
@@ -148,7 +144,7 @@ class ConfigStateStore:
         newest: dict[tuple[str, str], tuple[int, Any]] = {}
         problems: dict[str, str] = {}
         self._documents, self._newest = {}, {}
-        for entry in self._api.configs(filters={"label": f"{STATE_LABEL}={self._scope}"}):
+        for entry in self._api.configs(filters={"label": f"{STATE_SCOPE_LABEL}={self._scope}"}):
             stored = _stored(entry)
             if stored is None:
                 continue
@@ -190,9 +186,9 @@ class ConfigStateStore:
                 f"{NAME_PREFIX}{self._scope[:25]}-{sequence}-{index}",
                 data,
                 labels={
-                    STATE_LABEL: self._scope,
-                    SEQUENCE_LABEL: str(sequence),
-                    FORMAT_LABEL: DOCUMENT_FORMAT,
+                    STATE_SCOPE_LABEL: self._scope,
+                    STATE_SEQUENCE_LABEL: str(sequence),
+                    STATE_FORMAT_LABEL: DOCUMENT_FORMAT,
                 },
             )
             parts = frozenset((service, part) for service in services for part in entries[service])

@@ -14,10 +14,8 @@ from typing import Any, Protocol
 
 import docker.errors
 
-from autoscaler.policy import ENABLE_LABEL, MOST_REPLICAS
-from autoscaler.routing import PATH_LABEL
-
-STACK_NAMESPACE_LABEL = "com.docker.stack.namespace"
+from autoscaler.labels import ENABLE_LABEL, PATH_LABEL, STACK_NAMESPACE_LABEL
+from autoscaler.policy import MOST_REPLICAS
 
 
 class DockerApi(Protocol):
