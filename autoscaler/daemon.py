@@ -3,6 +3,11 @@
 Nothing from outside can stop the loop: a malformed answer or an unexpected error
 affects only the service, collector or task it belongs to; it is logged once, shown
 in /status and counted in /metrics, and the other services are decided as usual.
+
+What a check reads is in ``intake``, a service's policy in ``policies``, what it knows of
+a service in ``observation``, the decision in ``core``, what is saved in ``state_keeper``
+and what the endpoints show in ``records``; this module runs the loop, writes the
+changes and takes turns with the other instances (``leadership``).
 """
 
 from __future__ import annotations
@@ -11,41 +16,27 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import httpx
 import structlog
 
 from autoscaler import core
-from autoscaler.collectors import Reading, Resolver, read_collectors, resolve_all
+from autoscaler.collectors import Resolver, resolve_all
 from autoscaler.core import Decision, Observation, Policy, ServiceState
-from autoscaler.entrypoint import RequestReading, read_entry_points
+from autoscaler.intake import Intake
 from autoscaler.leadership import Leadership
-from autoscaler.observation import RunningTasks, Seen, ServiceWindows, observe, running_by_service
-from autoscaler.policy import service_policy
+from autoscaler.observation import Inputs, observe, seen_of, windows_of
+from autoscaler.policies import policy_of
 from autoscaler.records import DaemonState, ServiceRecord, snapshot
-from autoscaler.routing import RoutedService, route_of
 from autoscaler.settings import Settings
-from autoscaler.sources import SourceReading, read_source
 from autoscaler.state_keeper import Saved, StateKeeper
 from autoscaler.state_store import ConfigStateStore
-from autoscaler.swarm import RunningTask, StaleServiceError, Swarm, SwarmService, name_in_stack
-from common.config import ConfigError
+from autoscaler.swarm import StaleServiceError, Swarm, SwarmService
 
 log = structlog.get_logger("autoscaler")
 
 STALE_RETRIES = 3
 """Times a service that changed under a decision is read and decided again within one check."""
-
-
-@dataclass(frozen=True)
-class Inputs:
-    """What one check read from outside, for every service."""
-
-    reading: Reading
-    running: RunningTasks | None
-    """The running tasks of every service; None when the task list could not be read."""
-    requests: RequestReading
 
 
 class Autoscaler:
@@ -59,16 +50,19 @@ class Autoscaler:
         clock: Callable[[], float] = time.time,
         resolve: Resolver = resolve_all,
         leadership: Leadership | None = None,
+        state: DaemonState | None = None,
     ) -> None:
-        """``leadership``: the lease that says whether this instance acts; None: it always does."""
+        """``leadership``: the lease that says whether this instance acts; None: it always does.
+
+        ``state``: what the daemon knows, kept across checks; a new one by default.
+        """
         self.settings = settings
-        self.state = DaemonState()
+        self.state = DaemonState() if state is None else state
         self._published = snapshot(self.state)
         self._swarm = swarm
-        self._http = http
+        self._intake = Intake(settings, self.state, swarm=swarm, http=http, resolve=resolve, clock=clock)
         self._keeper = None if store is None else StateKeeper(store, settings.state.save_interval)
         self._clock = clock
-        self._resolve = resolve
         self._leadership = leadership
 
     def published(self) -> DaemonState:
@@ -136,38 +130,20 @@ class Autoscaler:
 
     async def read_requests(self) -> None:
         """The entry points' counters into the history only: where the next check's surge window starts."""
-        state = self.state
-        try:
-            _, state.request_history = await read_entry_points(
-                self.settings.entry_point, self._http, self._resolve, state.request_history, self._clock
-            )
-        except Exception:
-            # The check reads them again and reports what is wrong; a surge window is then missing.
-            log.exception("early read of the entry points failed")
+        await self._intake.early_requests()
 
     async def check_once(self) -> None:
         state = self.state
         now = self._clock()
         state.last_check_at = now
-        try:
-            services, malformed = await asyncio.to_thread(self._swarm.autoscaled_services)
-        except Exception as error:  # noqa: BLE001 - any failure to reach Docker is reported the same way
-            state.problems.set("docker", "services", repr(error))
+        services = await self._intake.services()
+        if services is None:
             return
-        state.problems.clear("docker", "services")
-        state.problems.report("service_entry", malformed)
-        state.routes = await self._routes()
+        state.routes = await self._intake.routes()
         acting = self._acting()
         if acting:
             await self._load_state(services)
-        tasks = await self._running_tasks()
-        reading = await read_collectors(self.settings.collectors, self._http, self._resolve)
-        self._note_collectors(reading, services, tasks)
-        requests, state.request_history = await read_entry_points(
-            self.settings.entry_point, self._http, self._resolve, state.request_history, self._clock
-        )
-        self._note_entry_points(requests)
-        inputs = Inputs(reading, None if tasks is None else running_by_service(tasks), requests)
+        inputs = await self._intake.inputs(services)
         for service in services:
             try:
                 if acting:
@@ -211,29 +187,11 @@ class Autoscaler:
         state.acting_term = term
         return term is not None
 
+    def _policy(self, service: SwarmService, record: ServiceRecord) -> Policy | None:
+        return policy_of(service, record, self.settings.policy_environment, self.state.problems)
+
     def _may_write(self) -> bool:
         return self._leadership is None or self._leadership.leading()
-
-    async def _routes(self) -> dict[str, RoutedService]:
-        """Every routed service's route; a service whose route labels are bad is left out and reported."""
-        state = self.state
-        try:
-            services, problems = await asyncio.to_thread(self._swarm.routed_services)
-        except Exception as error:  # noqa: BLE001 - any failure to reach Docker is reported the same way
-            state.problems.set("docker", "routes", repr(error))
-            return state.routes  # the entry point keeps the routes it has
-        state.problems.clear("docker", "routes")
-        routes = {}
-        for service in services:
-            try:
-                route = route_of(service.labels)
-            except ConfigError as error:
-                problems[service.name] = str(error)
-                continue
-            if route is not None:
-                routes[service.name] = RoutedService(name_in_stack(service.name, service.labels), route)
-        state.problems.report("route", problems)
-        return routes
 
     async def _load_state(self, services: list[SwarmService]) -> None:
         """Once, before the first decision: the state saved by the autoscaler that ran before.
@@ -258,99 +216,6 @@ class Autoscaler:
         state.restored_services = len(state.memory)
         log.info("state restored", services=sorted(names[key] for key in state.memory))
 
-    async def _running_tasks(self) -> list[RunningTask] | None:
-        try:
-            tasks = await asyncio.to_thread(self._swarm.running_tasks)
-        except Exception as error:  # noqa: BLE001 - without the task list, coverage is estimated
-            self.state.problems.set("docker", "tasks", repr(error))
-            return None
-        self.state.problems.clear("docker", "tasks")
-        return tasks
-
-    def _note_collectors(
-        self, reading: Reading, services: list[SwarmService], tasks: list[RunningTask] | None
-    ) -> None:
-        state = self.state
-        state.problems.report("collector", reading.errors)
-        state.problems.report("collector_entry", reading.entry_problems)
-        state.collectors_answered = reading.collectors_answered
-        samples = [metrics.sampled_at for metrics in reading.services.values()]
-        if samples:
-            state.freshest_sample_at = max(samples)
-        ids = {service.id for service in services}
-        nodes = {task.node_id for task in tasks or () if task.service_id in ids}
-        state.nodes_unmeasured = (
-            sorted(nodes - reading.nodes) if reading.nodes or not reading.services else []
-        )
-
-    def _note_entry_points(self, requests: RequestReading) -> None:
-        state = self.state
-        state.problems.report("entrypoint", requests.errors)
-        state.problems.report("entrypoint_too_large", requests.too_large)
-        state.problems.report("entrypoint_entry", requests.entry_problems)
-        state.entry_points_answered = requests.instances_answered
-        if requests.instances_answered:
-            state.requests_read_at = requests.read_at
-        state.behind_entry_point.update(requests.counted)
-
-    def _requests(self, service: SwarmService, requests: RequestReading) -> ServiceWindows:
-        """Whether an entry point proxies to the service, and its requests over both windows.
-
-        The entry point counts a service under the name it has in its stack
-        (``demo-api`` for ``mystack_demo-api``).
-        """
-        names = sorted({service.name, name_in_stack(service.name, service.labels)})
-        behind = bool(set(names) & self.state.behind_entry_point)
-        window = next((requests.windows[name] for name in names if name in requests.windows), None)
-        recent = next((requests.recent[name] for name in names if name in requests.recent), None)
-        return ServiceWindows(behind, window, recent)
-
-    @staticmethod
-    def _seen(
-        service: SwarmService, inputs: Inputs, requests: ServiceWindows, source: SourceReading | None
-    ) -> Seen:
-        running = None if inputs.running is None else inputs.running.get(service.id, frozenset())
-        metrics = inputs.reading.services.get(service.name)
-        read_at, unread = inputs.requests.read_at, inputs.requests.unread
-        return Seen(metrics, running, requests, read_at, source, unread)
-
-    async def _read_source(self, service: SwarmService, policy: Policy) -> SourceReading | None:
-        """The service's metric source, if it has one; what its endpoints get wrong is its problem only."""
-        if policy.source is None:
-            return None
-        reading = await read_source(policy.source, self._http, self._resolve, self._clock)
-        if reading.problems:
-            details = "; ".join(f"{url}: {problem}" for url, problem in sorted(reading.problems.items()))
-            self.state.problems.set("source", service.name, details)
-        else:
-            self.state.problems.clear("source", service.name)
-        return reading
-
-    def _parse_policy(self, service: SwarmService, before: dict[str, str] | None) -> Policy:
-        if service.replicas is None:
-            raise ConfigError("mode", "global", "only replicated services can be scaled")
-        touched = None
-        if before is not None:
-            touched = {label for label, value in service.labels.items() if before.get(label) != value}
-        return service_policy(self.settings.policy_environment, service.labels, touched)
-
-    def _policy(self, service: SwarmService, record: ServiceRecord) -> Policy | None:
-        """The service's policy, or None (reported once) when its labels cannot be used."""
-        problems = self.state.problems
-        before, record.labels = record.labels, service.labels
-        if before == service.labels and record.policy is not None and record.config_error is None:
-            # Parsing is the same for the same labels and environment: only a change is parsed again.
-            return record.policy
-        try:
-            policy = self._parse_policy(service, before)
-        except ConfigError as error:
-            record.config_error, record.decision, record.observation = str(error), None, None
-            problems.set("label", service.name, str(error))
-            return None
-        problems.clear("label", service.name)
-        record.config_error, record.policy = None, policy
-        return policy
-
     async def _handle(self, service: SwarmService, inputs: Inputs, now: float) -> None:
         state = self.state
         record = state.services.setdefault(service.name, ServiceRecord())
@@ -358,12 +223,12 @@ class Autoscaler:
         if policy is None:
             return
         memory = state.memory.get(service.id, ServiceState())
-        record.source = await self._read_source(service, policy)
-        requests = self._requests(service, inputs.requests)
+        record.source = await self._intake.source(service, policy)
+        requests = windows_of(service, inputs.requests, state.behind_entry_point)
         record.requests, record.recent_requests = requests.window, requests.recent
         changed = False
         for attempt in range(1, STALE_RETRIES + 1):
-            observation = observe(service, self._seen(service, inputs, requests, record.source), policy)
+            observation = observe(service, seen_of(service, inputs, requests, record.source), policy)
             decision = core.decide(observation, policy, memory, now)
             self._record_decision(service, record, observation, decision, policy, now)
             if not decision.changes or policy.dry_run:

@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from autoscaler.collectors import ServiceMetrics
+from autoscaler.collectors import Reading, ServiceMetrics
 from autoscaler.core import Observation, Policy
+from autoscaler.entrypoint import RequestReading
 from autoscaler.sources import SourceReading
-from autoscaler.swarm import RunningTask, SwarmService
+from autoscaler.swarm import RunningTask, SwarmService, name_in_stack
 from autoscaler.traffic import Window
 
 RunningTasks = dict[str, frozenset[str]]
@@ -55,6 +56,42 @@ class Seen:
     """Its metric source, if it has one."""
     unread_entry_points: int = 0
     """Entry point instances that gave no counters at this check."""
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What one check read from outside, for every service."""
+
+    reading: Reading
+    running: RunningTasks | None
+    """The running tasks of every service; None when the task list could not be read."""
+    requests: RequestReading
+
+
+def windows_of(
+    service: SwarmService, requests: RequestReading, behind_entry_point: set[str]
+) -> ServiceWindows:
+    """Whether an entry point proxies to the service, and its requests over both windows.
+
+    The entry point counts a service under the name it has in its stack
+    (``demo-api`` for ``mystack_demo-api``); ``behind_entry_point`` holds every name an
+    entry point has ever counted.
+    """
+    names = sorted({service.name, name_in_stack(service.name, service.labels)})
+    behind = bool(set(names) & behind_entry_point)
+    window = next((requests.windows[name] for name in names if name in requests.windows), None)
+    recent = next((requests.recent[name] for name in names if name in requests.recent), None)
+    return ServiceWindows(behind, window, recent)
+
+
+def seen_of(
+    service: SwarmService, inputs: Inputs, windows: ServiceWindows, source: SourceReading | None
+) -> Seen:
+    """What the check read of the service, out of what it read of every service."""
+    running = None if inputs.running is None else inputs.running.get(service.id, frozenset())
+    metrics = inputs.reading.services.get(service.name)
+    read_at, unread = inputs.requests.read_at, inputs.requests.unread
+    return Seen(metrics, running, windows, read_at, source, unread)
 
 
 def _request_fields(windows: ServiceWindows, read_at: float, policy: Policy) -> dict[str, float | None]:

@@ -42,9 +42,9 @@ START = 1_800_000_000.0
 CHECK_SECONDS = 30.0
 PHASES = {
     # phase: the functions it is made of, as (module, attribute); a revision lacking one skips it.
-    "collectors": (("autoscaler.daemon", "read_collectors"),),
-    "entry points": (("autoscaler.daemon", "read_entry_points"),),
-    "policies": (("autoscaler.daemon", "service_policy"),),
+    "collectors": (("autoscaler.daemon", "read_collectors"), ("autoscaler.intake", "read_collectors")),
+    "entry points": (("autoscaler.daemon", "read_entry_points"), ("autoscaler.intake", "read_entry_points")),
+    "policies": (("autoscaler.daemon", "service_policy"), ("autoscaler.policies", "service_policy")),
     "observations": (("autoscaler.daemon", "observe"),),
     "decisions": (("autoscaler.core", "decide"),),
     "saves": (("autoscaler.state_store", "ConfigStateStore.save"),),

@@ -12,6 +12,7 @@ from prometheus_client.registry import CollectorRegistry
 
 from autoscaler import daemon as daemon_module
 from autoscaler import entrypoint, state_store
+from autoscaler import policies as policies_module
 from autoscaler.api import routes
 from autoscaler.core import ServiceState, persisted
 from autoscaler.daemon import Autoscaler
@@ -102,7 +103,7 @@ class Harness:
 
     def daemon(self, client, resolve=None):
         """The daemon on this harness; ``resolve`` replaces the resolver of its collectors."""
-        daemon = Autoscaler(
+        return Autoscaler(
             self.settings,
             Swarm(self.api),
             client,
@@ -110,10 +111,8 @@ class Harness:
             clock=lambda: self.now,
             resolve=resolve or resolver_for(self.collector_answers(), self.entry),
             leadership=self.leadership,
+            state=self.daemon_state,  # memory kept across checks, as the live loop keeps it
         )
-        if self.daemon_state is not None:
-            daemon.state = self.daemon_state  # keep memory across checks, as the live loop does
-        return daemon
 
     def replicas(self, service_id="a"):
         return self.api.by_id[service_id]["Spec"]["Mode"]["Replicated"]["Replicas"]
@@ -216,13 +215,13 @@ class TestAutoscaler:
     def test_a_policy_is_parsed_again_only_when_its_labels_change(self, monkeypatch):
         """Three checks with the same labels parse the policy once; a changed label is parsed and applies."""
         parsed = []
-        real = daemon_module.service_policy
+        real = policies_module.service_policy
 
         def counted(*arguments):
             parsed.append(arguments)
             return real(*arguments)
 
-        monkeypatch.setattr(daemon_module, "service_policy", counted)
+        monkeypatch.setattr(policies_module, "service_policy", counted)
         harness = Harness([web()], {"s_web": 50.0})
         for _ in range(3):
             harness.check()
