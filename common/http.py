@@ -1,9 +1,9 @@
-"""A small asyncio HTTP/1.1 server for the daemons' read-only endpoints.
+"""The daemons' read-only endpoints (health, metrics, status), served by uvicorn.
 
-The daemons serve only a handful of GET endpoints (health, metrics, status) to
-monitoring systems and operators; each response is computed by a synchronous handler
-that reads in-memory state, so a full web framework would add nothing but weight.
-Every connection answers one request and is closed.
+Each response is computed by a synchronous handler that reads in-memory state; a small
+ASGI application maps a path to its handler. uvicorn runs beside the daemon's other
+workers on its event loop and stops with them: the daemon's one shutdown path owns the
+signals, so uvicorn's own signal handling is left out.
 """
 
 from __future__ import annotations
@@ -11,12 +11,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 import structlog
+import uvicorn
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 log = structlog.get_logger(__name__)
 
@@ -24,7 +27,7 @@ REQUEST_HEAD_LIMIT = 8192
 """Largest request line plus headers accepted, in bytes."""
 
 READ_TIMEOUT = 10.0
-"""Seconds a client may take to send its request head."""
+"""Seconds an idle connection is kept open for another request."""
 
 
 @dataclass(frozen=True)
@@ -46,16 +49,6 @@ class Response:
 Handler = Callable[[], Response]
 
 
-def _head(status: int, response_length: int, content_type: str) -> bytes:
-    phrase = HTTPStatus(status).phrase
-    return (
-        f"HTTP/1.1 {status} {phrase}\r\n"
-        f"Content-Type: {content_type}\r\n"
-        f"Content-Length: {response_length}\r\n"
-        "Connection: close\r\n\r\n"
-    ).encode("latin-1")
-
-
 def route(routes: Mapping[str, Handler], method: str, target: str) -> Response:
     """The response for one request: pure apart from what the handler reads."""
     if method not in {"GET", "HEAD"}:
@@ -68,51 +61,88 @@ def route(routes: Mapping[str, Handler], method: str, target: str) -> Response:
     return handler()
 
 
-async def _serve_connection(
-    routes: Mapping[str, Handler],
-    in_thread: Collection[str],
-    reader: asyncio.StreamReader,
-    writer: asyncio.StreamWriter,
-) -> None:
-    try:
-        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_TIMEOUT)
-        request_line = head.split(b"\r\n", 1)[0].decode("latin-1")
-        parts = request_line.split(" ")
-        if len(parts) != 3:
-            response = Response.text(HTTPStatus.BAD_REQUEST, "malformed request line\n")
-            method = "GET"
-        else:
-            method, target, _version = parts
-            try:
-                if target.split("?", 1)[0] in in_thread:
-                    response = await asyncio.to_thread(route, routes, method, target)
-                else:
-                    response = route(routes, method, target)
-            except Exception:
-                log.exception("http handler failed", target=target)
-                response = Response.text(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error\n")
-        writer.write(_head(response.status, len(response.body), response.content_type))
-        if method != "HEAD":
-            writer.write(response.body)
-        await writer.drain()
-    except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ConnectionError):
-        pass  # the client went away or sent something that is not HTTP: nothing to answer
-    finally:
-        writer.close()
-        with contextlib.suppress(ConnectionError):
-            await writer.wait_closed()
+def application(routes: Mapping[str, Handler], in_thread: Collection[str] = ()) -> ASGIApp:
+    """The ASGI application of ``routes``; the handlers of the paths in ``in_thread`` run in threads."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:  # noqa: ARG001 - GET has no body to read
+        if scope["type"] != "http":
+            return
+        method, path = scope["method"], scope["path"]
+        try:
+            if path in in_thread:
+                response = await asyncio.to_thread(route, routes, method, path)
+            else:
+                response = route(routes, method, path)
+        except Exception:
+            log.exception("http handler failed", target=path)
+            response = Response.text(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error\n")
+        headers = [
+            (b"content-type", response.content_type.encode("latin-1")),
+            (b"content-length", str(len(response.body)).encode("latin-1")),
+        ]
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        await send({"type": "http.response.body", "body": b"" if method == "HEAD" else response.body})
+
+    return app
+
+
+class _BesideOtherWorkers(uvicorn.Server):
+    """uvicorn without its signal handlers: the daemon stops it with its other workers."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class HttpServer:
+    """A running server; ``async with`` it to stop it on leaving."""
+
+    def __init__(self, server: uvicorn.Server, serving: asyncio.Task[None]) -> None:
+        self._server = server
+        self._serving = serving
+
+    @property
+    def port(self) -> int:
+        """The port it listens on (the one the system chose, when asked for 0)."""
+        return int(self._server.servers[0].sockets[0].getsockname()[1])
+
+    async def stop(self) -> None:
+        """Stop taking connections, finish the requests in flight, and return when it has stopped."""
+        self._server.should_exit = True
+        await self._serving
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        await self.stop()
 
 
 async def serve(
     routes: Mapping[str, Handler], host: str, port: int, *, in_thread: Collection[str] = ()
-) -> asyncio.Server:
-    """Start serving ``routes`` (path to handler); the caller owns the returned server.
+) -> HttpServer:
+    """Serve ``routes`` (path to handler) once listening; the caller stops the returned server.
 
     The handlers of the paths in ``in_thread`` run in worker threads, so that a costly one
     does not hold up the event loop; they must read nothing the loop changes meanwhile.
     """
-
-    async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await _serve_connection(routes, in_thread, reader, writer)
-
-    return await asyncio.start_server(on_connection, host, port, limit=REQUEST_HEAD_LIMIT)
+    config = uvicorn.Config(
+        application(routes, in_thread),
+        host=host,
+        port=port,
+        lifespan="off",
+        log_config=None,  # the process's own (structured) logging
+        access_log=False,
+        timeout_keep_alive=int(READ_TIMEOUT),
+        h11_max_incomplete_event_size=REQUEST_HEAD_LIMIT,
+    )
+    server = _BesideOtherWorkers(config)
+    serving = asyncio.create_task(server.serve(), name="http-serve")
+    while not server.started:
+        if serving.done():
+            serving.result()  # raises what stopped it from listening
+            raise RuntimeError(f"the HTTP server on {host}:{port} stopped before it listened")
+        await asyncio.sleep(0.01)
+    return HttpServer(server, serving)

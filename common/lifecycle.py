@@ -20,6 +20,7 @@ import structlog
 
 from common import logs
 from common.config import ConfigError
+from common.http import HttpServer
 
 log = structlog.get_logger(__name__)
 
@@ -64,7 +65,7 @@ CONFIG_ERROR_EXIT = 2
 """Exit status for a configuration that cannot be used, before anything is touched."""
 
 
-def http_worker(server: asyncio.Server) -> Worker:
+def http_worker(server: HttpServer) -> Worker:
     """A worker that serves until the daemon stops."""
 
     async def serve(stop: asyncio.Event) -> None:

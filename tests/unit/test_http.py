@@ -26,7 +26,7 @@ class TestServe:
     def test_answers_over_a_real_socket(self):
         async def go():
             server = await serve(ROUTES, "127.0.0.1", 0)
-            port = server.sockets[0].getsockname()[1]
+            port = server.port
             async with server, httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
                 ok = await client.get("/health")
                 failing = await client.get("/boom")
@@ -56,10 +56,28 @@ class TestServe:
             server = await serve(
                 {"/slow": where("slow"), "/fast": where("fast")}, "127.0.0.1", 0, in_thread={"/slow"}
             )
-            port = server.sockets[0].getsockname()[1]
+            port = server.port
             async with server, httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
                 return [(await client.get(path)).text for path in ("/slow", "/fast")]
 
         assert asyncio.run(go()) == ["slow", "fast"]
         assert threads["slow"] != threads["loop"]
         assert threads["fast"] == threads["loop"]
+
+    def test_an_unfinished_request_head_over_the_limit_is_refused_and_serving_goes_on(self):
+        """A head that goes on past the limit without ending is refused: it is not kept in memory."""
+
+        async def go():
+            async with await serve(ROUTES, "127.0.0.1", 0) as server:
+                reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+                writer.write(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20_000)
+                await writer.drain()
+                answer = await reader.read(100)
+                writer.close()
+                async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as client:
+                    after = await client.get("/health")
+            return answer, after
+
+        answer, after = asyncio.run(go())
+        assert answer.startswith(b"HTTP/1.1 400")
+        assert after.status_code == HTTPStatus.OK
