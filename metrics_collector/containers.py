@@ -46,6 +46,11 @@ class ContainerDirectory:
         self._listed_at: float | None = None
         self._tasks: dict[str, TaskIdentity] = {}
 
+    @property
+    def listed_at(self) -> float | None:
+        """When the containers were last listed; None before the first listing."""
+        return self._listed_at
+
     def tasks(self, now: float) -> dict[str, TaskIdentity]:
         if self._listed_at is None or now - self._listed_at >= self._refresh_interval:
             listing = self._api.containers(filters={"label": SERVICE_LABEL, "status": "running"})

@@ -17,7 +17,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from common.http import Handler, Response
 from common.lifecycle import sleep_unless_stopped
 from common.problems import Problems
-from metrics_collector.cgroups import CgroupFiles, MalformedCgroupError, Usage, locate, read_usage
+from metrics_collector.cgroups import CgroupFiles, Limits, MalformedCgroupError, Usage, locate, read_usage
 from metrics_collector.containers import ContainerDirectory
 from metrics_collector.sampler import Sampler, TaskIdentity
 from metrics_collector.settings import SamplingSettings
@@ -63,6 +63,9 @@ class MetricsCollector:
         self._directory = directory
         self._root = cgroup_root
         self._files: dict[str, CgroupFiles] = {}
+        self._limits: dict[str, Limits] = {}
+        """Per container: its limits, read again after each listing of the containers."""
+        self._limits_listed_at: float | None = None
         self._clock = clock
 
     def read(self) -> Sample:
@@ -75,6 +78,9 @@ class MetricsCollector:
         now = self._clock()
         # A copy: a container that vanishes is forgotten by the directory while this loops.
         tasks = dict(self._directory.tasks(now))
+        if self._directory.listed_at != self._limits_listed_at:
+            self._limits.clear()
+            self._limits_listed_at = self._directory.listed_at
         sample = Sample(now)
         for container_id, identity in tasks.items():
             files = self._files.get(container_id) or locate(self._root, container_id)
@@ -84,7 +90,7 @@ class MetricsCollector:
                 self.unlocated.add(container_id)
                 continue
             try:
-                sample.readings[container_id] = (identity, read_usage(files))
+                usage = read_usage(files, self._limits.get(container_id))
             except OSError:
                 # The container stopped between the listing and the read: not an error.
                 sample.vanished += 1
@@ -94,9 +100,12 @@ class MetricsCollector:
                 # Only this container goes unmeasured; the autoscaler sees its task as not measured.
                 sample.malformed[container_id[:12]] = (identity.service, str(error))
                 continue
+            sample.readings[container_id] = (identity, usage)
             self._files[container_id] = files
+            self._limits[container_id] = Limits(usage.cpu_limit_cores, usage.memory_limit)
         for gone in set(self._files) - set(tasks):
             del self._files[gone]
+            self._limits.pop(gone, None)
         sample.seconds = time.perf_counter() - started
         return sample
 

@@ -72,6 +72,32 @@ class TestMetricsCollector:
         assert service["cpu_percent"] == 50.0  # 0.1 s in 1 s at a 0.2-core limit
         assert collector.health_problems(now[0]) == []
 
+    def test_limits_are_read_again_only_after_the_containers_are_listed_again(self, tmp_path):
+        """Swarm replaces a task to change its limits: read at each listing; the usage at each sample."""
+        root = tmp_path / "cgroup"
+        shutil.copytree(FIXTURES / "v1_split", root)
+        now = [1000.0]
+        collector = MetricsCollector(
+            SamplingSettings(interval=1, window=10, container_refresh_interval=10),
+            ContainerDirectory(FakeContainerApi([container("aaaa1111", "s_web")]), refresh_interval=10),
+            root,
+            Sampler(window=10, host_memory=1 << 34),
+            clock=lambda: now[0],
+        )
+        usage_file = root / "cpuacct" / "docker" / "aaaa1111" / "cpuacct.usage"
+        quota_file = root / "cpu" / "docker" / "aaaa1111" / "cpu.cfs_quota_us"
+        cpu = 1_500_000_000
+        percents = []
+        for quota in ("20000", "40000", "40000"):
+            quota_file.write_text(quota)  # 0.2 cores, then 0.4
+            cpu += 100_000_000  # 0.1 s more CPU in each 5 s
+            usage_file.write_text(str(cpu))
+            now[0] += 5
+            collector.sample_once()
+            percents.append(collector.sampler.report("n")["services"]["s_web"]["cpu_percent"])
+        # The new quota is written before the second sample, and read at the listing before the third.
+        assert percents[1:] == [10.0, 5.0]
+
     def test_a_container_without_cgroup_is_skipped(self, tmp_path):
         collector, _, _ = self.make(tmp_path, [container("aaaa1111", "s_web"), container("zzzz", "s_db")])
         collector.sample_once()
