@@ -21,8 +21,8 @@ from prometheus_client.registry import CollectorRegistry
 
 from autoscaler.backtest import cli as backtest
 from loadtest.__main__ import parse_arguments
+from tests.unit.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
 OUTPUTS = {"--out", "--record", "--series-out", "--plot", "--backup"}
 """Options whose next word is a file the command makes."""

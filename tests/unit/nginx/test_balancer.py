@@ -17,8 +17,8 @@ import pytest
 from autoscaler.entrypoint_page import parse
 from nginx.adapters import PushFailedError, http_pusher
 from nginx.routes import Route
+from tests.unit.nginx.test_agent import PROXY
 from tests.unit.real_nginx import Proxy, free_port, started, upstream_server
-from tests.unit.test_nginx import PROXY
 
 SYNC_INTERVAL = 0.2
 """Seconds between two looks of each worker at the pushed tasks (balancer.lua)."""

@@ -1,5 +1,3 @@
-from pathlib import Path
-
 import pytest
 
 from autoscaler.core import Thresholds
@@ -7,6 +5,7 @@ from autoscaler.core.model import AdmissionLimit, RateLimit
 from autoscaler.policy import POLICY_VARIABLES, parse_policy, service_policy
 from autoscaler.settings import load
 from common.config import ConfigError, read_bool, read_float, read_int
+from tests.unit.paths import ROOT
 
 
 class TestReadNumbers:
@@ -267,7 +266,7 @@ class TestLoadSettings:
 
 class TestStackFile:
     def test_every_policy_variable_reaches_the_autoscaler(self):
-        stack = (Path(__file__).parents[2] / "stack.yml").read_text()
+        stack = (ROOT / "stack.yml").read_text()
         missing = [
             name for name in (*POLICY_VARIABLES, "CHECK_INTERVAL") if f"{name}: ${{{name}:-" not in stack
         ]

@@ -1,5 +1,3 @@
-from pathlib import Path
-
 import pytest
 
 from metrics_collector.cgroups import (
@@ -14,8 +12,7 @@ from metrics_collector.cgroups import (
     read_usage,
     working_set,
 )
-
-FIXTURES = Path(__file__).parents[1] / "fixtures" / "cgroup"
+from tests.unit.paths import CGROUP_FIXTURES
 
 
 class TestParsers:
@@ -52,7 +49,7 @@ class TestParsers:
         assert working_set(10, {"inactive_file": 40}, version=2) == 0
 
     def test_host_memory(self):
-        assert host_memory_bytes(FIXTURES / "meminfo") == 25165824 * 1024
+        assert host_memory_bytes(CGROUP_FIXTURES / "meminfo") == 25165824 * 1024
 
 
 class TestLocateAndRead:
@@ -68,17 +65,17 @@ class TestLocateAndRead:
         ],
     )
     def test_reads_each_layout(self, tree, container, version, usage):
-        files = locate(FIXTURES / tree, container)
+        files = locate(CGROUP_FIXTURES / tree, container)
         assert files is not None
         assert files.version == version
         assert read_usage(files) == usage
 
     def test_unknown_container_is_not_found(self):
-        assert locate(FIXTURES / "v1_split", "ffff") is None
-        assert locate(FIXTURES / "v2", "ffff") is None
+        assert locate(CGROUP_FIXTURES / "v1_split", "ffff") is None
+        assert locate(CGROUP_FIXTURES / "v2", "ffff") is None
 
     def test_a_container_that_vanished_raises_oserror(self, tmp_path):
-        files = locate(FIXTURES / "v2", "cccc3333")
+        files = locate(CGROUP_FIXTURES / "v2", "cccc3333")
         assert files is not None
         gone = type(files)(
             2,

@@ -1,5 +1,5 @@
 from autoscaler.records import snapshot
-from tests.unit.test_daemon import Harness, web
+from tests.unit.autoscaler.test_daemon import Harness, web
 
 
 class TestSnapshot:

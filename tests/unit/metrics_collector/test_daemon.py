@@ -2,7 +2,6 @@ import asyncio
 import shutil
 import sys
 from http import HTTPStatus
-from pathlib import Path
 
 import pytest
 import structlog
@@ -14,8 +13,7 @@ from metrics_collector.containers import SERVICE_LABEL, TASK_ID_LABEL, TASK_NAME
 from metrics_collector.daemon import CollectorMetrics, MetricsCollector, routes
 from metrics_collector.sampler import Sampler
 from metrics_collector.settings import SamplingSettings
-
-FIXTURES = Path(__file__).parents[1] / "fixtures" / "cgroup"
+from tests.unit.paths import CGROUP_FIXTURES
 
 
 def container(container_id, service):
@@ -50,7 +48,7 @@ class TestContainerDirectory:
 class TestMetricsCollector:
     def make(self, tmp_path, containers):
         root = tmp_path / "cgroup"
-        shutil.copytree(FIXTURES / "v1_split", root)
+        shutil.copytree(CGROUP_FIXTURES / "v1_split", root)
         now = [1000.0]
         collector = MetricsCollector(
             SamplingSettings(interval=1, window=10, container_refresh_interval=0),
@@ -75,7 +73,7 @@ class TestMetricsCollector:
     def test_limits_are_read_again_only_after_the_containers_are_listed_again(self, tmp_path):
         """Swarm replaces a task to change its limits: read at each listing; the usage at each sample."""
         root = tmp_path / "cgroup"
-        shutil.copytree(FIXTURES / "v1_split", root)
+        shutil.copytree(CGROUP_FIXTURES / "v1_split", root)
         now = [1000.0]
         collector = MetricsCollector(
             SamplingSettings(interval=1, window=10, container_refresh_interval=10),
@@ -186,7 +184,7 @@ class TestSamplingWhileServing:
     def test_200_containers_sampled_while_the_endpoints_are_read_never_fail_a_read(self, tmp_path):
         """The reads run on the event loop while samples are taken, for two seconds: every one answers."""
         root = tmp_path / "cgroup"
-        shutil.copytree(FIXTURES / "v1_split", root)
+        shutil.copytree(CGROUP_FIXTURES / "v1_split", root)
         ids = [f"c{index:07d}" for index in range(200)]
         for controller in ("cpu", "cpuacct", "memory"):
             for container_id in ids:

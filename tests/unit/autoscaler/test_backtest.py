@@ -3,7 +3,6 @@ import inspect
 import json
 import math
 from datetime import UTC, datetime
-from pathlib import Path
 
 import httpx
 import pytest
@@ -18,6 +17,7 @@ from autoscaler.policy import parse_policy
 from autoscaler.settings import load
 from autoscaler.swarm import Swarm
 from tests.unit.fakes import FakeDockerApi, collector_transport, resolver_for, service
+from tests.unit.paths import ROOT
 
 ALGORITHMS = ["linear", "exponential", "target", "predictive"]
 
@@ -174,7 +174,7 @@ class TestCli:
         assert caught.value.code == 2
 
 
-SHIPPED_TRACE = Path(__file__).resolve().parents[2] / "traces" / "wc98_per_minute.csv.gz"
+SHIPPED_TRACE = ROOT / "traces" / "wc98_per_minute.csv.gz"
 
 
 class TestShippedTrace:
