@@ -5,6 +5,7 @@ from autoscaler.core.model import AdmissionLimit, RateLimit
 from autoscaler.policy import POLICY_VARIABLES, parse_policy, service_policy
 from autoscaler.settings import load
 from common.config import ConfigError, read_bool, read_float, read_int
+from tests.unit.autoscaler.core.policies import CONCURRENCY_2, OPEN, SHIPPED, policy
 from tests.unit.paths import ROOT
 
 
@@ -52,6 +53,28 @@ class TestReadNumbers:
 
 
 class TestParsePolicy:
+    def test_cooldown_period_is_the_way_down_and_the_way_up_has_none_unless_set(self):
+        """COOLDOWN_PERIOD is the scale-down cooldown; a scale-up cooldown is only one set explicitly."""
+        chosen = parse_policy({"COOLDOWN_PERIOD": "45"})
+        assert (chosen.behaviour.scale_up_cooldown, chosen.behaviour.scale_down_cooldown) == (0, 45)
+        explicit = parse_policy({"COOLDOWN_PERIOD": "45", "SCALE_UP_COOLDOWN": "20"})
+        assert explicit.behaviour.scale_up_cooldown == 20
+
+    def test_the_defaults_are_those_the_core_tests_build_without_the_parser(self):
+        """The core tests build their policies directly; these are what the variables give, kept in step."""
+        assert parse_policy({}) == SHIPPED
+        opened = {
+            "MIN_REPLICAS": "1",
+            "MAX_REPLICAS": "50",
+            "COOLDOWN_PERIOD": "0",
+            "SCALE_DOWN_STABILIZATION": "0",
+            "SCALE_UP_LIMIT_REPLICAS": "100",
+            "SCALE_DOWN_LIMIT_REPLICAS": "100",
+            "SCALE_DOWN_LIMIT_PERCENT": "100",
+        }
+        assert parse_policy(opened) == OPEN
+        assert parse_policy({**opened, "TARGET_CONCURRENCY_PER_REPLICA": "2"}) == policy(**CONCURRENCY_2)
+
     def test_defaults_are_the_seed_systems(self):
         policy = parse_policy({})
         assert (policy.algorithm, policy.min_replicas, policy.max_replicas) == ("linear", 2, 10)

@@ -10,24 +10,10 @@ from hypothesis import strategies as st
 
 from autoscaler.core import Observation, ServiceState, decide, persisted, record_change
 from autoscaler.core.algorithms import far_above, forecast_horizon
-from autoscaler.core.model import MetricSource, Thresholds
-from autoscaler.policy import parse_policy
+from autoscaler.core.model import MetricSource, RateLimit, Thresholds
+from tests.unit.autoscaler.core.policies import CONCURRENCY_2, SHIPPED, policy
 
 NOW = 1_000_000.0
-# Limits that are not under test are opened wide, so that each test sees one rule.
-OPEN = {
-    "COOLDOWN_PERIOD": "0",
-    "SCALE_DOWN_STABILIZATION": "0",
-    "SCALE_UP_LIMIT_REPLICAS": "100",
-    "SCALE_DOWN_LIMIT_REPLICAS": "100",
-    "SCALE_DOWN_LIMIT_PERCENT": "100",
-}
-
-
-def policy(algorithm="linear", **variables):
-    return parse_policy(
-        {"SCALING_ALGORITHM": algorithm, "MIN_REPLICAS": "1", "MAX_REPLICAS": "50", **OPEN, **variables}
-    )
 
 
 def observe(
@@ -85,7 +71,7 @@ class TestLinear:
         ],
     )
     def test_latency_and_errors_when_scaled_on(self, observation, desired):
-        chosen = policy(SCALING_METRICS="cpu,memory,latency,errors")
+        chosen = policy(metrics=("cpu", "memory", "latency", "errors"))
         assert decide_once(observation, chosen).desired_replicas == desired
 
     def test_reason_gives_value_threshold_and_recommendation(self):
@@ -175,11 +161,11 @@ class TestPredictive:
 
     def test_falls_back_when_forecasts_have_been_bad(self):
         erratic = [1.0 if step % 2 else 3.0 for step in range(80)]
-        last = self.feed(policy("predictive", PREDICTIVE_MAX_ERROR="0.1"), erratic)[-1]
+        last = self.feed(policy("predictive", max_error=0.1), erratic)[-1]
         assert "reactive" in last.reason.message
 
     def test_horizon_covers_startup_and_the_next_chance_to_act(self):
-        chosen = policy("predictive", REPLICA_STARTUP_TIME="60", CHECK_INTERVAL="30", SCALE_UP_COOLDOWN="120")
+        chosen = policy("predictive", scale_up_cooldown=120, startup_time=60, check_interval=30)
         assert forecast_horizon(chosen) == 180
 
 
@@ -212,12 +198,12 @@ class TestBounds:
         ],
     )
     def test_bounds(self, observation, desired, limit):
-        decision = decide_once(observation, policy(MIN_REPLICAS="2", MAX_REPLICAS="10"))
+        decision = decide_once(observation, policy(min_replicas=2, max_replicas=10))
         assert decision.desired_replicas == desired
         assert decision.reason.limited_by == (limit,)
 
     def test_a_service_outside_its_bounds_is_corrected_despite_the_cooldown(self):
-        chosen = policy(MIN_REPLICAS="2", COOLDOWN_PERIOD="120")
+        chosen = policy(min_replicas=2, scale_down_cooldown=120)
         decision = decide_once(observe(1, cpu=50, memory=50), chosen, ServiceState(last_scaled_at=NOW - 1))
         assert decision.desired_replicas == 2
 
@@ -233,22 +219,15 @@ class TestCooldown:
         ],
     )
     def test_separate_up_and_down_cooldowns(self, observation, since, desired, remaining):
-        chosen = policy(SCALE_UP_COOLDOWN="120", SCALE_DOWN_COOLDOWN="300")
+        chosen = policy(scale_up_cooldown=120, scale_down_cooldown=300)
         decision = decide_once(observation, chosen, ServiceState(last_scaled_at=NOW - since))
         assert decision.desired_replicas == desired
         assert decision.reason.cooldown_remaining == remaining
 
-    def test_cooldown_period_is_the_way_down_and_the_way_up_has_none_unless_set(self):
-        """COOLDOWN_PERIOD is the scale-down cooldown; a scale-up cooldown is only one set explicitly."""
-        chosen = parse_policy({"COOLDOWN_PERIOD": "45"})
-        assert (chosen.behaviour.scale_up_cooldown, chosen.behaviour.scale_down_cooldown) == (0, 45)
-        explicit = parse_policy({"COOLDOWN_PERIOD": "45", "SCALE_UP_COOLDOWN": "20"})
-        assert explicit.behaviour.scale_up_cooldown == 20
-
 
 class TestStabilization:
     def test_scale_down_goes_only_to_the_highest_recent_recommendation(self):
-        chosen = policy(SCALE_DOWN_STABILIZATION="300")
+        chosen = policy(scale_down_stabilization=300)
         first = decide(observe(6, cpu=60, memory=10, age=0), chosen, ServiceState(), NOW)
         assert first.desired_replicas == 6
         # 2 minutes later CPU is low and linear asks for 5, but 6 was asked for within 5 minutes.
@@ -269,7 +248,7 @@ class TestStabilization:
         assert later.desired_replicas < 6
 
     def test_scale_up_is_not_stabilized(self):
-        chosen = policy("target", SCALE_DOWN_STABILIZATION="300")
+        chosen = policy("target", scale_down_stabilization=300)
         state = decide(observe(4, cpu=10, memory=10, age=0), chosen, ServiceState(), NOW).state
         assert (
             decide(
@@ -291,18 +270,18 @@ class TestRateLimits:
         ],
     )
     def test_scale_up_by_the_larger_of_100_percent_and_4(self, current, cpu, desired):
-        chosen = policy("target", SCALE_UP_LIMIT_REPLICAS="4", SCALE_UP_LIMIT_PERCENT="100")
+        chosen = policy("target", scale_up_rate=RateLimit(4, 100, 30))
         decision = decide_once(observe(current, cpu=cpu, memory=10), chosen)
         assert decision.desired_replicas == desired
         assert decision.reason.limited_by == ("rate_limit",)
 
     @pytest.mark.parametrize(("current", "desired"), [(10, 8), (3, 2)])
     def test_scale_down_by_the_smaller_of_50_percent_and_2(self, current, desired):
-        chosen = policy("target", SCALE_DOWN_LIMIT_REPLICAS="2", SCALE_DOWN_LIMIT_PERCENT="50")
+        chosen = policy("target", scale_down_rate=RateLimit(2, 50, 60))
         assert decide_once(observe(current, cpu=1, memory=1), chosen).desired_replicas == desired
 
     def test_changes_within_the_period_count(self):
-        chosen = policy("target", SCALE_UP_LIMIT_REPLICAS="4", SCALE_UP_LIMIT_PERCENT="100")
+        chosen = policy("target", scale_up_rate=RateLimit(4, 100, 30))
         state = record_change(ServiceState(replicas=2), NOW - 10, 2, 6)  # 2 → 6 ten seconds ago: began at 2
         assert decide_once(observe(6, cpu=700, memory=10), chosen, state).desired_replicas == 6
         assert decide_once(observe(6, cpu=700, memory=10), chosen, state, NOW + 25).desired_replicas == 12
@@ -375,7 +354,7 @@ class TestRequestMetrics:
         assert "not judged" in decision.reason.message
 
     def test_an_idle_window_does_not_ask_for_more(self):
-        chosen = policy(SCALING_METRICS="latency,errors")
+        chosen = policy(metrics=("latency", "errors"))
         decision = decide_once(observe(4, requests=0), chosen)
         assert decision.desired_replicas == 3
         assert decision.reason.message.startswith("latency idle")
@@ -405,14 +384,14 @@ class TestRequestMetrics:
     def test_an_entry_point_instance_unread_does_not_hold_a_policy_without_request_metrics(self):
         """A service scaled on CPU alone does not depend on the entry point."""
         unread = replace(observe(4, cpu=5, memory=5), unread_entry_points=2)
-        assert decide_once(unread, policy(SCALING_METRICS="cpu")).desired_replicas == 3
+        assert decide_once(unread, policy(metrics=("cpu",))).desired_replicas == 3
 
     def test_the_default_metrics_leave_out_latency_for_a_service_not_behind_the_entry_point(self):
         decision = decide_once(observe(4, cpu=5, memory=5), policy())
         assert decision.desired_replicas == 3
 
     def test_named_metrics_apply_to_a_service_not_behind_the_entry_point(self):
-        chosen = policy(SCALING_METRICS="cpu,memory,latency")
+        chosen = policy(metrics=("cpu", "memory", "latency"))
         assert decide_once(observe(4, cpu=5, memory=5), chosen).reason.limited_by == ("missing_metrics",)
 
     def test_latency_alone_scales_up_a_service_with_idle_cpu(self):
@@ -425,7 +404,7 @@ class TestRequestMetrics:
 
     @pytest.mark.parametrize(("rate", "desired"), [(500, 5), (250, 4), (100, 3)])
     def test_linear_on_requests_per_replica(self, rate, desired):
-        chosen = policy(SCALING_METRICS="rps", TARGET_RPS_PER_REPLICA="100")
+        chosen = policy(metrics=("rps",), rps=Thresholds(up=100, down=50))
         assert decide_once(observe(4, rate=rate), chosen).desired_replicas == desired
 
 
@@ -445,19 +424,19 @@ class TestTargetOnRequests:
         assert decide_once(observation, policy("target")).desired_replicas == desired, name
 
     def test_idle_with_only_request_metrics_goes_down(self):
-        chosen = policy("target", SCALING_METRICS="latency,errors")
+        chosen = policy("target", metrics=("latency", "errors"))
         assert decide_once(observe(4, requests=0), chosen).desired_replicas == 3
 
     @pytest.mark.parametrize(("rate", "ready", "desired"), [(800, 4, 8), (400, 4, 4), (100, 4, 1)])
     def test_requests_per_replica_are_proportional(self, rate, ready, desired):
-        chosen = policy("target", SCALING_METRICS="rps", TARGET_RPS_PER_REPLICA="100")
+        chosen = policy("target", metrics=("rps",), rps=Thresholds(up=100, down=50))
         assert decide_once(observe(4, rate=rate, ready=ready), chosen).desired_replicas == desired
 
 
 class TestRequestMetricsOverTime:
     @pytest.mark.parametrize("algorithm", ["linear", "exponential", "target", "predictive"])
     def test_a_slow_service_grows_on_latency_and_returns_to_its_minimum_when_idle(self, algorithm):
-        chosen = policy(algorithm, MIN_REPLICAS="2", SCALE_DOWN_STABILIZATION="60", COOLDOWN_PERIOD="15")
+        chosen = policy(algorithm, min_replicas=2, scale_down_stabilization=60, scale_down_cooldown=15)
 
         def waiting(replicas):
             # Queueing: the same requests wait less the more replicas serve them; CPU stays low.
@@ -480,12 +459,7 @@ class TestRequestMetricsOverTime:
 class TestStabilizationOverTime:
     @pytest.mark.parametrize("algorithm", ["linear", "exponential"])
     def test_relative_algorithms_wait_one_window_not_one_per_replica(self, algorithm):
-        chosen = policy(
-            algorithm,
-            SCALE_DOWN_STABILIZATION="300",
-            SCALE_DOWN_LIMIT_REPLICAS="2",
-            SCALE_DOWN_LIMIT_PERIOD="60",
-        )
+        chosen = policy(algorithm, scale_down_stabilization=300, scale_down_rate=RateLimit(2, 100, 60))
         # Busy until t=0 (holding at 9), then low from t=30 on.
         steps = [(-60, BETWEEN), (0, BETWEEN), *[(t, LOW) for t in range(30, 1200, 30)]]
         trail, _ = run(chosen, steps, 9)
@@ -495,7 +469,7 @@ class TestStabilizationOverTime:
         assert back_at_one <= 300 + 4 * 60  # then at most 2 a minute: 9 → 1 in four more minutes
 
     def test_a_window_with_any_busy_check_starts_again(self):
-        chosen = policy(SCALE_DOWN_STABILIZATION="300")
+        chosen = policy(scale_down_stabilization=300)
         steps = [
             (-30, BETWEEN),
             *[(t, LOW) for t in range(0, 240, 30)],
@@ -507,7 +481,7 @@ class TestStabilizationOverTime:
 
     @pytest.mark.parametrize(("window", "held_at"), [(300, 180), (300, 290), (120, 110)])
     def test_the_whole_window_holds(self, window, held_at):
-        chosen = policy("target", SCALE_DOWN_STABILIZATION=str(window))
+        chosen = policy("target", scale_down_stabilization=window)
         trail, _ = run(chosen, [(0, HIGH), (held_at, LOW), (window + 1, LOW)], 4)
         assert trail[1][2] == trail[1][1], "still within the window"
         assert trail[2][2] < trail[2][1], "the window has passed"
@@ -515,25 +489,20 @@ class TestStabilizationOverTime:
 
 class TestRateLimitsOverTime:
     def test_removals_already_made_in_the_period_count(self):
-        chosen = policy("target", SCALE_DOWN_LIMIT_REPLICAS="2", SCALE_DOWN_LIMIT_PERIOD="60")
+        chosen = policy("target", scale_down_rate=RateLimit(2, 100, 60))
         trail, _ = run(chosen, [(0, LOW), (10, LOW), (50, LOW), (61, LOW)], 10)
         assert [after for _, _, after, _ in trail] == [8, 8, 8, 6]
         assert trail[1][3].reason.limited_by == ("rate_limit",)
 
     def test_a_removal_counts_for_the_whole_down_period_even_when_the_up_period_is_shorter(self):
         chosen = policy(
-            "target",
-            SCALE_UP_LIMIT_PERIOD="30",
-            SCALE_DOWN_LIMIT_PERIOD="60",
-            SCALE_DOWN_LIMIT_REPLICAS="2",
+            "target", scale_up_rate=RateLimit(100, 100, 30), scale_down_rate=RateLimit(2, 100, 60)
         )
         trail, _ = run(chosen, [(0, LOW), (45, LOW), (61, LOW)], 10)
         assert [after for _, _, after, _ in trail] == [8, 8, 6]
 
     def test_additions_already_made_in_the_period_count(self):
-        chosen = policy(
-            "target", SCALE_UP_LIMIT_REPLICAS="4", SCALE_UP_LIMIT_PERCENT="100", SCALE_UP_LIMIT_PERIOD="30"
-        )
+        chosen = policy("target", scale_up_rate=RateLimit(4, 100, 30))
         trail, _ = run(
             chosen,
             [(0, {"cpu_percent": 700.0}), (10, {"cpu_percent": 700.0}), (31, {"cpu_percent": 700.0})],
@@ -542,7 +511,7 @@ class TestRateLimitsOverTime:
         assert [after for _, _, after, _ in trail] == [6, 6, 12]
 
     def test_a_low_percent_still_lets_one_replica_go_per_period(self):
-        chosen = policy("target", SCALE_DOWN_LIMIT_PERCENT="10", SCALE_DOWN_LIMIT_PERIOD="60")
+        chosen = policy("target", scale_down_rate=RateLimit(100, 10, 60))
         trail, _ = run(chosen, every(30, 300, **LOW), 9)
         assert changes_of(trail) == [(0, 9, 8), (60, 8, 7), (120, 7, 6), (180, 6, 5), (240, 5, 4)]
 
@@ -551,24 +520,24 @@ class TestTolerance:
     @pytest.mark.parametrize(("cpu", "desired"), [(100.0, 4), (100.01, 6), (60.0, 4), (59.99, 3)])
     def test_the_dead_band_includes_its_edges(self, cpu, desired):
         # Target 80, tolerance 0.25: 100/80 and 60/80 are exactly on the edges.
-        chosen = policy("target", CPU_SCALE_UP_THRESHOLD="80", TARGET_TOLERANCE="0.25")
+        chosen = policy("target", cpu=Thresholds(up=80, down=20), tolerance=0.25)
         assert decide_once(observe(4, cpu=cpu, memory=10), chosen).desired_replicas == desired
 
 
 class TestCooldownOverTime:
     def test_no_two_changes_closer_than_the_cooldown(self):
-        chosen = policy(SCALE_UP_COOLDOWN="60")
+        chosen = policy(scale_up_cooldown=60)
         trail, _ = run(chosen, every(5, 600, **HIGH), 2)
         times = [at for at, _, _ in changes_of(trail)]
         assert times[:4] == [0, 60, 120, 180]
 
     def test_a_cooldown_ending_just_after_the_check_does_not_cost_a_check(self):
-        chosen = policy(SCALE_UP_COOLDOWN="15")
+        chosen = policy(scale_up_cooldown=15)
         trail, _ = run(chosen, [(0, HIGH), (14.99, HIGH)], 2)
         assert [after for _, _, after, _ in trail] == [3, 4]
 
     def test_the_cooldown_left_is_never_shown_as_zero(self):
-        chosen = policy(SCALE_UP_COOLDOWN="15")
+        chosen = policy(scale_up_cooldown=15)
         trail, _ = run(chosen, [(0, HIGH), (14.4, HIGH)], 2)
         assert trail[1][3].reason.cooldown_remaining == 0.6
 
@@ -604,7 +573,7 @@ def starting_up(chosen, load, start_delay, checks, interval=30.0, replicas=2):
 class TestScaleUpWaitsForEvidence:
     def test_linear_adds_a_replica_at_every_check_once_the_last_one_serves(self):
         """The defaults' case: replicas that start in 10 s, a check every 30 s, no clock in between."""
-        chosen = policy(COOLDOWN_PERIOD="120", SCALE_UP_COOLDOWN="", REPLICA_STARTUP_TIME="60")
+        chosen = policy(scale_down_cooldown=120, startup_time=60)
         trail = starting_up(chosen, load=6.0, start_delay=10, checks=8)
         assert [(at, after) for at, _, after in changes_of(trail)] == [
             (0, 3),
@@ -618,7 +587,7 @@ class TestScaleUpWaitsForEvidence:
 
     def test_a_scale_up_waits_while_the_replicas_it_added_are_starting(self):
         """Replicas that take 45 s: the check 30 s after a change waits, and says why."""
-        chosen = policy(REPLICA_STARTUP_TIME="60")
+        chosen = policy(startup_time=60)
         trail = starting_up(chosen, load=6.0, start_delay=45, checks=5)
         assert [(at, after) for at, _, after in changes_of(trail)] == [(0, 3), (60, 4), (120, 5)]
         held = trail[1][3]
@@ -627,27 +596,27 @@ class TestScaleUpWaitsForEvidence:
 
     def test_a_replica_that_never_serves_is_waited_for_only_the_startup_time(self):
         """No room for the new task: after REPLICA_STARTUP_TIME the metrics decide again."""
-        chosen = policy(REPLICA_STARTUP_TIME="60")
+        chosen = policy(startup_time=60)
         trail = starting_up(chosen, load=6.0, start_delay=10_000, checks=5)
         assert [(at, after) for at, _, after in changes_of(trail)] == [(0, 3), (60, 4), (120, 5)]
 
     def test_target_sizes_in_one_step_and_then_waits_for_the_new_replicas(self):
         """The proportional rule asks for what the readings show at once, then waits for it to serve."""
-        chosen = policy("target", SCALE_UP_LIMIT_REPLICAS="4", REPLICA_STARTUP_TIME="60")
+        chosen = policy("target", scale_up_rate=RateLimit(4, 100, 30), startup_time=60)
         trail = starting_up(chosen, load=7.0, start_delay=10, checks=4)
         # 2 saturated replicas hide the load: 100 % asks for ceil(2 × 100/70) = 3, then more.
         assert [after for _, _, after in changes_of(trail)] == [3, 5, 8, 10]
 
     def test_an_explicit_scale_up_cooldown_still_holds(self):
         """SCALE_UP_COOLDOWN set by the operator is a clock on top of the evidence."""
-        chosen = policy(SCALE_UP_COOLDOWN="90", REPLICA_STARTUP_TIME="60")
+        chosen = policy(scale_up_cooldown=90, startup_time=60)
         trail = starting_up(chosen, load=6.0, start_delay=10, checks=7)
         assert [at for at, _, _ in changes_of(trail)] == [0, 90, 180]
         assert trail[1][3].reason.limited_by == ("cooldown",)
 
     def test_the_wait_counts_from_the_autoscalers_own_change_only(self):
         """A task that died long after the last change does not hold a scale-up back."""
-        chosen = policy(REPLICA_STARTUP_TIME="60")
+        chosen = policy(startup_time=60)
         observation = observe(4, cpu=95, memory=10, ready=3)
         assert decide_once(observation, chosen, ServiceState(last_scaled_at=NOW - 300)).desired_replicas == 5
         assert decide_once(observation, chosen, ServiceState(last_scaled_at=NOW - 20)).desired_replicas == 4
@@ -675,20 +644,20 @@ def in_flight(replicas, concurrency, surge=None, cpu=30.0, age=5.0):
 class TestConcurrency:
     def test_target_sizes_the_service_in_proportion(self):
         """12 in flight on 4 replicas with a target of 2: ceil(4 × 3 / 2) = 6."""
-        chosen = policy("target", TARGET_CONCURRENCY_PER_REPLICA="2")
+        chosen = policy("target", **CONCURRENCY_2)
         decision = decide_once(in_flight(4, 12.0), chosen)
         assert (decision.reason.metric, decision.desired_replicas) == ("concurrency", 6)
 
     def test_a_surge_is_met_in_one_step_at_the_first_check(self):
         """The window still averages the quiet seconds before it; the surge window shows it all."""
-        chosen = policy("target", TARGET_CONCURRENCY_PER_REPLICA="2")
+        chosen = policy("target", **CONCURRENCY_2)
         decision = decide_once(in_flight(2, concurrency=3.0, surge=24.0), chosen)
         assert decision.desired_replicas == 12
         assert decision.reason.message.startswith("concurrency (surge) 12.0 in flight vs target 2 in flight")
 
     def test_a_surge_does_not_wait_for_replicas_still_starting(self):
         """One replica added a check ago is starting; the surge asks for the total it needs at once."""
-        chosen = policy("target", TARGET_CONCURRENCY_PER_REPLICA="2", REPLICA_STARTUP_TIME="60")
+        chosen = policy("target", startup_time=60, **CONCURRENCY_2)
         seen = replace(in_flight(3, concurrency=3.0, surge=24.0), ready_replicas=2)
         decision = decide_once(seen, chosen, ServiceState(replicas=3, last_scaled_at=NOW - 5))
         assert decision.desired_replicas == 12
@@ -698,28 +667,28 @@ class TestConcurrency:
 
     def test_a_surge_below_its_threshold_is_the_windows_to_judge(self):
         """1.5 times the target over a few seconds is noise a steady load has: the window decides."""
-        chosen = policy("target", TARGET_CONCURRENCY_PER_REPLICA="2", SURGE_THRESHOLD="2")
+        chosen = policy("target", surge_threshold=2, **CONCURRENCY_2)
         decision = decide_once(in_flight(2, concurrency=3.6, surge=6.0), chosen)
         assert decision.desired_replicas == 2
         assert "surge" not in decision.reason.message
 
     def test_a_surge_window_never_asks_for_fewer(self):
-        chosen = policy("target", TARGET_CONCURRENCY_PER_REPLICA="2", SURGE_THRESHOLD="1")
+        chosen = policy("target", surge_threshold=1, **CONCURRENCY_2)
         decision = decide_once(in_flight(4, concurrency=24.0, surge=10.0), chosen)
         assert decision.desired_replicas == 12
 
     @pytest.mark.parametrize("surge", [math.nan, math.inf, -5.0, None])
     def test_a_surge_window_that_is_not_a_number_is_no_surge(self, surge):
-        chosen = policy("target", TARGET_CONCURRENCY_PER_REPLICA="2")
+        chosen = policy("target", **CONCURRENCY_2)
         assert decide_once(in_flight(2, concurrency=4.0, surge=surge), chosen).desired_replicas == 2
 
     def test_linear_adds_one_above_the_target_and_removes_one_below_half(self):
-        chosen = policy("linear", TARGET_CONCURRENCY_PER_REPLICA="2", SCALING_METRICS="concurrency")
+        chosen = policy("linear", metrics=("concurrency",), concurrency=Thresholds(up=2, down=1))
         assert decide_once(in_flight(3, 9.0), chosen).desired_replicas == 4
         assert decide_once(in_flight(3, 2.0), chosen).desired_replicas == 2
 
     def test_missing_concurrency_blocks_scale_down(self):
-        chosen = policy("target", TARGET_CONCURRENCY_PER_REPLICA="2", SCALING_METRICS="cpu,concurrency")
+        chosen = policy("target", metrics=("cpu", "concurrency"), concurrency=Thresholds(up=2, down=1))
         decision = decide_once(in_flight(4, None, cpu=5.0), chosen)
         assert decision.desired_replicas == 4
         assert decision.reason.limited_by == ("missing_metrics",)
@@ -727,9 +696,7 @@ class TestConcurrency:
     @pytest.mark.parametrize("algorithm", ["target", "predictive"])
     def test_a_steady_noisy_load_does_not_flap(self, algorithm):
         """Two hours at 70 % of the target, the surge window as noisy as a 6 s count is: no change."""
-        chosen = parse_policy(
-            {"SCALING_ALGORITHM": algorithm, "TARGET_CONCURRENCY_PER_REPLICA": "2", "CHECK_INTERVAL": "30"}
-        )
+        chosen = policy(algorithm, base=SHIPPED, check_interval=30, **CONCURRENCY_2)
         generator = random.Random(7)  # noqa: S311 - reproducible noise, not secrets
         mean = 0.7 * 2 * 2  # in flight, on the 2 replicas of the minimum
 
@@ -759,9 +726,7 @@ class TestConcurrency:
 
     def test_the_steady_test_sees_a_flap_when_the_surge_window_always_decides(self):
         """The same load, with a surge threshold of 1: the noise of a short window does make it change."""
-        chosen = parse_policy(
-            {"SCALING_ALGORITHM": "target", "TARGET_CONCURRENCY_PER_REPLICA": "2", "SURGE_THRESHOLD": "1"}
-        )
+        chosen = policy("target", base=SHIPPED, surge_threshold=1, **CONCURRENCY_2)
         generator = random.Random(7)  # noqa: S311 - reproducible noise, not secrets
         steps = [
             (
@@ -785,7 +750,7 @@ class TestConcurrency:
 
 class TestOutsideChangesOverTime:
     def test_replicas_added_by_hand_stay_for_the_stabilization_window(self):
-        chosen = policy(SCALE_DOWN_STABILIZATION="120", COOLDOWN_PERIOD="15")
+        chosen = policy(scale_down_cooldown=15, scale_down_stabilization=120)
         _, state = run(chosen, [(0, LOW)], 2)
         # An operator scales to 6 at t=10; the metrics stay low.
         manual = [(t, {**LOW, "changed_at": NOW + 10}) for t in range(15, 300, 5)]
@@ -793,7 +758,7 @@ class TestOutsideChangesOverTime:
         assert changes_of(trail)[0] == (130, 6, 5)
 
     def test_an_outside_change_starts_the_scale_down_cooldown_but_not_the_scale_up_one(self):
-        chosen = policy(COOLDOWN_PERIOD="100")
+        chosen = policy(scale_down_cooldown=100)
         _, state = run(chosen, [(0, BETWEEN)], 4)
         trail, _ = run(chosen, [(5, {**HIGH, "changed_at": NOW + 4})], 3, state)
         assert changes_of(trail) == [(5, 3, 4)]  # restored at once: the metrics ask for more
@@ -801,7 +766,7 @@ class TestOutsideChangesOverTime:
         assert changes_of(trail) == [(105, 5, 4)]
 
     def test_a_cut_under_load_is_restored_at_once_past_the_rate_limit(self):
-        chosen = policy(COOLDOWN_PERIOD="300", SCALE_UP_LIMIT_REPLICAS="1", SCALE_UP_LIMIT_PERCENT="1")
+        chosen = policy(scale_down_cooldown=300, scale_up_rate=RateLimit(1, 1, 30))
         _, state = run(chosen, [(0, HIGH)], 8)
         trail, _ = run(chosen, [(5, HIGH)], 2, state)
         assert changes_of(trail) == [(5, 2, 9)]
@@ -817,9 +782,7 @@ class TestOutsideChangesOverTime:
 class TestSeasonal:
     def test_the_daily_profile_starts_after_one_season_and_anticipates_the_next_peak(self):
         season = 3600.0  # a short "day" keeps the test fast; the rule is the same
-        chosen = policy(
-            "predictive", PREDICTIVE_SEASON=str(season), CHECK_INTERVAL="60", SCALE_UP_COOLDOWN="60"
-        )
+        chosen = policy("predictive", season=season, check_interval=60, scale_up_cooldown=60)
 
         def load(at):
             # 1 replica's worth, with a peak of 4 in the second quarter of every season.
@@ -883,24 +846,23 @@ class TestProperties:
         start=st.integers(min_value=1, max_value=12),
         minimum=st.integers(min_value=1, max_value=4),
         extra=st.integers(min_value=0, max_value=8),
-        cooldown=st.sampled_from(["0", "15", "60"]),
-        up_cooldown=st.sampled_from(["0", "15", "60"]),
+        cooldown=st.sampled_from([0.0, 15.0, 60.0]),
+        up_cooldown=st.sampled_from([0.0, 15.0, 60.0]),
         steps=st.lists(step_strategy, min_size=1, max_size=40),
     )
     def test_invariants_hold_over_any_sequence(
         self, algorithm, start, minimum, extra, cooldown, up_cooldown, steps
     ):
         """Bounds, no scale-down on incomplete data, both cooldowns and the wait for starting replicas."""
-        chosen = parse_policy(
-            {
-                "SCALING_ALGORITHM": algorithm,
-                "MIN_REPLICAS": str(minimum),
-                "MAX_REPLICAS": str(minimum + extra),
-                "COOLDOWN_PERIOD": cooldown,
-                "SCALE_UP_COOLDOWN": up_cooldown,
-                "SCALE_DOWN_STABILIZATION": "60",
-                "REPLICA_STARTUP_TIME": "60",
-            }
+        chosen = policy(
+            algorithm,
+            base=SHIPPED,
+            min_replicas=minimum,
+            max_replicas=minimum + extra,
+            scale_down_cooldown=cooldown,
+            scale_up_cooldown=up_cooldown,
+            scale_down_stabilization=60,
+            startup_time=60,
         )
         state, replicas, now, last_own_change = ServiceState(), start, NOW, None
         for step in steps:
@@ -963,10 +925,10 @@ class TestPredictiveHysteresis:
         # 1.3 to 1.45 replicas' worth of CPU, in a slow wave: 2 replicas carry it at 65 to 72 %.
         chosen = policy(
             "predictive",
-            MIN_REPLICAS="2",
-            COOLDOWN_PERIOD="120",
-            SCALE_DOWN_STABILIZATION="300",
-            CHECK_INTERVAL="30",
+            min_replicas=2,
+            scale_down_cooldown=120,
+            scale_down_stabilization=300,
+            check_interval=30,
         )
 
         def wave(step):
@@ -980,7 +942,7 @@ class TestPredictiveHysteresis:
         assert reversals <= 1, events
 
     def test_it_does_not_step_down_to_a_count_the_window_forecast_loads_near_the_target(self):
-        chosen = policy("predictive", TARGET_TOLERANCE="0.1", SCALE_DOWN_STABILIZATION="300")
+        chosen = policy("predictive", scale_down_stabilization=300, tolerance=0.1)
         state = ServiceState()
         # A steady 1.34 replicas' worth on 3 replicas (44.7 %): target alone would go to 2, where
         # the forecast runs at 67 %, within 10 % below the 70 % target.
@@ -994,7 +956,7 @@ class TestPredictiveHysteresis:
         assert "forecast needs 3 within the stabilization window" in decision.reason.message
 
     def test_it_keeps_every_replica_rather_than_step_part_of_the_way_down(self):
-        chosen = policy("predictive", TARGET_TOLERANCE="0.1", SCALE_DOWN_STABILIZATION="300")
+        chosen = policy("predictive", scale_down_stabilization=300, tolerance=0.1)
 
         def load(worth):
             return lambda replicas: {"cpu_percent": 100 * worth / replicas, "memory_percent": 10}
@@ -1013,7 +975,7 @@ class TestPredictiveHysteresis:
 class TestZeroThresholds:
     @pytest.mark.parametrize("algorithm", ["linear", "exponential", "target", "predictive"])
     def test_an_error_rate_threshold_of_zero_scales_up_on_any_error(self, algorithm):
-        chosen = policy(algorithm, SCALING_METRICS="cpu,errors", ERROR_RATE_SCALE_UP_THRESHOLD="0")
+        chosen = policy(algorithm, metrics=("cpu", "errors"), errors=Thresholds(up=0, down=None))
         decision = decide_once(observe(3, cpu=90, errors=0.5), chosen)
         assert decision.desired_replicas > 3
 
@@ -1029,13 +991,17 @@ def sourced(replicas, value, ready=None, per_replica=False, at=NOW):
     )
 
 
-def on_source(algorithm="linear", **variables):
+def on_source(algorithm="linear", **changes):
     """A policy on the external metric alone, from 0 to 2 replicas, up above 70 and down below 30."""
-    return parse_policy(
-        {"SCALING_ALGORITHM": algorithm, "SCALING_METRICS": "external", "MIN_REPLICAS": "0",
-         "MAX_REPLICAS": "2", **OPEN, **variables},
-        metric_source=(MetricSource(("http://tasks.db:8008/metrics",), "load"), Thresholds(up=70, down=30)),
-    )  # fmt: skip
+    return policy(
+        algorithm,
+        metrics=("external",),
+        min_replicas=0,
+        max_replicas=2,
+        source=MetricSource(("http://tasks.db:8008/metrics",), "load"),
+        external=Thresholds(up=70, down=30),
+        **changes,
+    )
 
 
 class TestFromZero:
@@ -1068,7 +1034,7 @@ class TestScaleDownWaitsForStartingReplicas:
     """Swarm may remove any task: none still starting (a database replica copying its primary) must go."""
 
     def test_a_scale_down_waits_while_a_replica_it_added_is_starting(self):
-        chosen = on_source(REPLICA_STARTUP_TIME="600")
+        chosen = on_source(startup_time=600)
         state = ServiceState(last_scaled_at=NOW - 60)
         held = decide_once(sourced(2, 5.0, ready=1), chosen, state)
         assert held.desired_replicas == 2
@@ -1077,13 +1043,13 @@ class TestScaleDownWaitsForStartingReplicas:
 
     def test_the_wait_ends_after_the_startup_time(self):
         """A replica that can never be built is not kept forever."""
-        chosen = on_source(REPLICA_STARTUP_TIME="600")
+        chosen = on_source(startup_time=600)
         state = ServiceState(last_scaled_at=NOW - 700)
         assert decide_once(sourced(2, 5.0, ready=1), chosen, state).desired_replicas == 1
 
     def test_a_sequence_up_while_building_and_down_only_once_built(self):
         """The load goes before the second replica is built: it is removed only once it serves."""
-        chosen = on_source(REPLICA_STARTUP_TIME="600")
+        chosen = on_source(startup_time=600)
         steps = [(0, {"external": 90.0, "ready_replicas": 0}), (10, {"external": 90.0, "ready_replicas": 0})]
         steps += [(20, {"external": 90.0, "ready_replicas": 1}), (30, {"external": 5.0, "ready_replicas": 1})]
         steps += [(40, {"external": 5.0, "ready_replicas": 2})]

@@ -2,10 +2,10 @@ import pytest
 
 from autoscaler.core import ServiceState
 from autoscaler.core.keeping import matters_for_restart, stabilization_peak
-from autoscaler.policy import parse_policy
+from tests.unit.autoscaler.core.policies import SHIPPED
 
 NOW = 1_800_000_000.0
-POLICY = parse_policy({"SCALE_DOWN_STABILIZATION": "300"})
+POLICY = SHIPPED
 SAVED = ServiceState(replicas=4, last_scaled_at=NOW - 100, recommendations=((NOW - 200, 6), (NOW - 30, 4)))
 
 
