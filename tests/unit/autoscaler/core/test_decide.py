@@ -57,6 +57,8 @@ class TestLinear:
         ],
     )
     def test_thresholds(self, name, observation, desired, metric):
+        """Linear adds one above an up threshold and removes one below every down threshold; the furthest
+        above decides."""
         decision = decide_once(observation, policy())
         assert decision.desired_replicas == desired, name
         assert decision.reason.metric == metric
@@ -71,10 +73,14 @@ class TestLinear:
         ],
     )
     def test_latency_and_errors_when_scaled_on(self, observation, desired):
+        """Latency and errors, once named in the metrics, count like CPU even without an entry point in
+        front."""
         chosen = policy(metrics=("cpu", "memory", "latency", "errors"))
         assert decide_once(observation, chosen).desired_replicas == desired
 
     def test_reason_gives_value_threshold_and_recommendation(self):
+        """The reason names the deciding value (rounded), its threshold, the recommendation and every
+        metric seen."""
         reason = decide_once(observe(3, cpu=75.123, memory=50), policy()).reason
         assert (reason.action, reason.value, reason.threshold, reason.recommendation) == (
             "scale_up",
@@ -94,13 +100,17 @@ class TestExponential:
     )
     def test_multiplies_by_1_5_near_the_threshold_up_to_2_far_above(self, cpu, desired):
         # 10 replicas; CPU up 70: far above is 85 (halfway to 100); memory quiet.
+        """Exponential grows by half just above the threshold and doubles once far above it."""
         assert decide_once(observe(10, cpu=cpu, memory=10), policy("exponential")).desired_replicas == desired
 
     def test_far_above(self):
+        """Far above is halfway from the threshold to 100 % for percentages, twice the threshold for
+        latency."""
         assert far_above("cpu", 70) == 85
         assert far_above("latency", 1000) == 2000
 
     def test_at_least_one_more(self):
+        """Even at one replica, a small excess adds a whole replica: rounding never leaves it where it is."""
         assert decide_once(observe(1, cpu=71, memory=10), policy("exponential")).desired_replicas == 2
 
 
@@ -118,6 +128,7 @@ class TestTarget:
         ],
     )
     def test_proportional_rule(self, observation, desired, name):
+        """Target asks for ceil(replicas × value / target), as the HPA does, outside the tolerance."""
         assert decide_once(observation, policy("target")).desired_replicas == desired, name
 
 
@@ -136,6 +147,7 @@ class TestPredictive:
         return decisions
 
     def test_falls_back_to_target_while_warming_up(self):
+        """Before it has seen enough, predictive decides as target does and says it is warming up."""
         first = self.feed(policy("predictive"), [2.0])[0]
         assert "warming up" in first.reason.message
         assert (
@@ -146,6 +158,7 @@ class TestPredictive:
     def test_provides_ahead_of_a_steady_rise(self):
         # +0.1 replica of CPU a minute, up to 2.8: 4 replicas at the 70 % target, which is
         # enough for the target rule now and too little in the three minutes ahead.
+        """On a steady rise predictive asks for more than target does now, for the load over its horizon."""
         rising = [1.0 + 0.05 * step for step in range(37)]
         predicted = self.feed(policy("predictive"), rising)[-1]
         reactive = self.feed(policy("target"), rising)[-1]
@@ -153,6 +166,7 @@ class TestPredictive:
         assert predicted.desired_replicas > reactive.desired_replicas
 
     def test_never_below_the_reactive_rule(self):
+        """Whatever it forecasts, predictive never recommends fewer than target would."""
         falling = [4.0 - 0.05 * step for step in range(60)]
         for predicted, reactive in zip(
             self.feed(policy("predictive"), falling), self.feed(policy("target"), falling), strict=True
@@ -160,17 +174,21 @@ class TestPredictive:
             assert predicted.reason.recommendation >= reactive.reason.recommendation
 
     def test_falls_back_when_forecasts_have_been_bad(self):
+        """When recent forecasts missed by more than the allowed error, predictive falls back to the
+        reactive rule."""
         erratic = [1.0 if step % 2 else 3.0 for step in range(80)]
         last = self.feed(policy("predictive", max_error=0.1), erratic)[-1]
         assert "reactive" in last.reason.message
 
     def test_horizon_covers_startup_and_the_next_chance_to_act(self):
+        """The horizon is the startup time plus the longer of the scale-up cooldown and one check."""
         chosen = policy("predictive", scale_up_cooldown=120, startup_time=60, check_interval=30)
         assert forecast_horizon(chosen) == 180
 
 
 class TestStaleness:
     def test_stale_metrics_count_as_missing(self):
+        """A sample older than METRICS_MAX_AGE is no value at all: nothing is decided on it."""
         chosen = policy()
         decision = decide_once(observe(3, cpu=5, memory=5, age=chosen.metrics_max_age + 1), chosen)
         assert decision.desired_replicas == 3
@@ -178,12 +196,14 @@ class TestStaleness:
 
     @pytest.mark.parametrize("algorithm", ["linear", "exponential", "target", "predictive"])
     def test_a_missing_metric_blocks_scale_down(self, algorithm):
+        """With one metric missing no algorithm scales down: the missing one might be the busy one."""
         decision = decide_once(observe(6, cpu=5), policy(algorithm))
         assert decision.desired_replicas == 6
         assert decision.reason.limited_by in {("missing_metrics",), ()}
 
     @pytest.mark.parametrize("algorithm", ["linear", "exponential", "target", "predictive"])
     def test_a_present_metric_may_still_scale_up(self, algorithm):
+        """A metric that is present and high still scales up while another is missing."""
         assert decide_once(observe(3, cpu=95), policy(algorithm)).desired_replicas > 3
 
 
@@ -198,11 +218,14 @@ class TestBounds:
         ],
     )
     def test_bounds(self, observation, desired, limit):
+        """A recommendation outside MIN_REPLICAS..MAX_REPLICAS is clipped, and the reason says which bound
+        held it."""
         decision = decide_once(observation, policy(min_replicas=2, max_replicas=10))
         assert decision.desired_replicas == desired
         assert decision.reason.limited_by == (limit,)
 
     def test_a_service_outside_its_bounds_is_corrected_despite_the_cooldown(self):
+        """Below its minimum a service is raised at once, cooldown or not."""
         chosen = policy(min_replicas=2, scale_down_cooldown=120)
         decision = decide_once(observe(1, cpu=50, memory=50), chosen, ServiceState(last_scaled_at=NOW - 1))
         assert decision.desired_replicas == 2
@@ -219,6 +242,8 @@ class TestCooldown:
         ],
     )
     def test_separate_up_and_down_cooldowns(self, observation, since, desired, remaining):
+        """Up and down have their own cooldowns after the autoscaler's change, and the reason shows the
+        time left."""
         chosen = policy(scale_up_cooldown=120, scale_down_cooldown=300)
         decision = decide_once(observation, chosen, ServiceState(last_scaled_at=NOW - since))
         assert decision.desired_replicas == desired
@@ -227,6 +252,7 @@ class TestCooldown:
 
 class TestStabilization:
     def test_scale_down_goes_only_to_the_highest_recent_recommendation(self):
+        """A scale-down goes no lower than the highest recommendation within the stabilization window."""
         chosen = policy(scale_down_stabilization=300)
         first = decide(observe(6, cpu=60, memory=10, age=0), chosen, ServiceState(), NOW)
         assert first.desired_replicas == 6
@@ -248,6 +274,7 @@ class TestStabilization:
         assert later.desired_replicas < 6
 
     def test_scale_up_is_not_stabilized(self):
+        """The stabilization window holds scale-downs only; a scale-up follows the load at once."""
         chosen = policy("target", scale_down_stabilization=300)
         state = decide(observe(4, cpu=10, memory=10, age=0), chosen, ServiceState(), NOW).state
         assert (
@@ -270,6 +297,7 @@ class TestRateLimits:
         ],
     )
     def test_scale_up_by_the_larger_of_100_percent_and_4(self, current, cpu, desired):
+        """A scale-up adds at most the larger of 100 % and 4 replicas per period, as the HPA's default."""
         chosen = policy("target", scale_up_rate=RateLimit(4, 100, 30))
         decision = decide_once(observe(current, cpu=cpu, memory=10), chosen)
         assert decision.desired_replicas == desired
@@ -277,10 +305,12 @@ class TestRateLimits:
 
     @pytest.mark.parametrize(("current", "desired"), [(10, 8), (3, 2)])
     def test_scale_down_by_the_smaller_of_50_percent_and_2(self, current, desired):
+        """A scale-down removes at most the smaller of 50 % and 2 replicas per period."""
         chosen = policy("target", scale_down_rate=RateLimit(2, 50, 60))
         assert decide_once(observe(current, cpu=1, memory=1), chosen).desired_replicas == desired
 
     def test_changes_within_the_period_count(self):
+        """Replicas added earlier in the period count against its limit; the next period allows more."""
         chosen = policy("target", scale_up_rate=RateLimit(4, 100, 30))
         state = record_change(ServiceState(replicas=2), NOW - 10, 2, 6)  # 2 → 6 ten seconds ago: began at 2
         assert decide_once(observe(6, cpu=700, memory=10), chosen, state).desired_replicas == 6
@@ -290,6 +320,8 @@ class TestRateLimits:
 class TestPaused:
     @pytest.mark.parametrize("algorithm", ["linear", "exponential", "target", "predictive"])
     def test_a_service_scaled_to_zero_is_left_alone(self, algorithm):
+        """A service scaled to zero (without a metric source) counts as paused by its operator: nothing is
+        added."""
         decision = decide_once(observe(0, cpu=95, memory=95), policy(algorithm))
         assert decision.desired_replicas == 0
         assert decision.reason.limited_by == ("paused",)
@@ -342,11 +374,14 @@ class TestRequestMetrics:
     )
     def test_an_error_rate_counts_only_over_enough_requests(self, requests, desired):
         # 1 error in 3 requests is 33 %: too few requests to scale anything on.
+        """Errors and latency are judged only over MIN_REQUESTS_PER_WINDOW requests; fewer decide nothing."""
         observation = observe(3, cpu=50, memory=50, latency=300, errors=33.3, requests=requests)
         assert decide_once(observation, policy()).desired_replicas == desired
 
     @pytest.mark.parametrize("requests", [0, 5])
     def test_an_idle_window_does_not_block_scale_down(self, requests):
+        """A window with too few requests leaves latency and errors idle: idle is not missing, so it does
+        not block scale-down."""
         decision = decide_once(observe(4, cpu=5, memory=5, requests=requests), policy())
         assert decision.desired_replicas == 3
         assert "missing_metrics" not in decision.reason.limited_by
@@ -354,18 +389,21 @@ class TestRequestMetrics:
         assert "not judged" in decision.reason.message
 
     def test_an_idle_window_does_not_ask_for_more(self):
+        """With only request metrics and no requests, the service shrinks rather than grows."""
         chosen = policy(metrics=("latency", "errors"))
         decision = decide_once(observe(4, requests=0), chosen)
         assert decision.desired_replicas == 3
         assert decision.reason.message.startswith("latency idle")
 
     def test_latency_not_read_from_the_entry_point_blocks_scale_down(self):
+        """Behind an entry point that gave no counters, latency is missing, and missing blocks scale-down."""
         unread = replace(observe(4, cpu=5, memory=5), behind_entry_point=True)
         decision = decide_once(unread, policy())
         assert decision.desired_replicas == 4
         assert decision.reason.limited_by == ("missing_metrics",)
 
     def test_stale_requests_count_as_missing(self):
+        """Request metrics read longer ago than METRICS_MAX_AGE count as missing."""
         stale = replace(observe(4, cpu=5, memory=5, latency=100, errors=0), requests_read_at=NOW - 500)
         assert decide_once(stale, policy()).reason.limited_by == ("missing_metrics",)
 
@@ -387,23 +425,28 @@ class TestRequestMetrics:
         assert decide_once(unread, policy(metrics=("cpu",))).desired_replicas == 3
 
     def test_the_default_metrics_leave_out_latency_for_a_service_not_behind_the_entry_point(self):
+        """The default metrics include latency and errors only for a service an entry point proxies to."""
         decision = decide_once(observe(4, cpu=5, memory=5), policy())
         assert decision.desired_replicas == 3
 
     def test_named_metrics_apply_to_a_service_not_behind_the_entry_point(self):
+        """Metrics an operator named apply anyway: latency that never comes blocks scale-down."""
         chosen = policy(metrics=("cpu", "memory", "latency"))
         assert decide_once(observe(4, cpu=5, memory=5), chosen).reason.limited_by == ("missing_metrics",)
 
     def test_latency_alone_scales_up_a_service_with_idle_cpu(self):
+        """A slow service with idle CPU grows on latency alone."""
         decision = decide_once(observe(2, cpu=3, memory=20, latency=1800, errors=0), policy())
         assert (decision.desired_replicas, decision.reason.metric) == (3, "latency")
 
     def test_rps_is_per_ready_replica(self):
+        """Requests per second are divided by the replicas ready, not those set."""
         observation = observe(6, cpu=10, memory=10, ready=4, rate=400)
         assert observation.value("rps") == 100
 
     @pytest.mark.parametrize(("rate", "desired"), [(500, 5), (250, 4), (100, 3)])
     def test_linear_on_requests_per_replica(self, rate, desired):
+        """Linear on rps adds one above the target and removes one below its down threshold."""
         chosen = policy(metrics=("rps",), rps=Thresholds(up=100, down=50))
         assert decide_once(observe(4, rate=rate), chosen).desired_replicas == desired
 
@@ -421,14 +464,17 @@ class TestTargetOnRequests:
         ],
     )
     def test_latency_and_errors_step_rather_than_scale_in_proportion(self, observation, desired, name):
+        """Latency and errors do not fall in proportion to replicas, so target steps by one on them."""
         assert decide_once(observation, policy("target")).desired_replicas == desired, name
 
     def test_idle_with_only_request_metrics_goes_down(self):
+        """Target with only request metrics and no requests goes down a step."""
         chosen = policy("target", metrics=("latency", "errors"))
         assert decide_once(observe(4, requests=0), chosen).desired_replicas == 3
 
     @pytest.mark.parametrize(("rate", "ready", "desired"), [(800, 4, 8), (400, 4, 4), (100, 4, 1)])
     def test_requests_per_replica_are_proportional(self, rate, ready, desired):
+        """Requests per replica do share out: target scales on them in proportion, over the ready replicas."""
         chosen = policy("target", metrics=("rps",), rps=Thresholds(up=100, down=50))
         assert decide_once(observe(4, rate=rate, ready=ready), chosen).desired_replicas == desired
 
@@ -436,6 +482,7 @@ class TestTargetOnRequests:
 class TestRequestMetricsOverTime:
     @pytest.mark.parametrize("algorithm", ["linear", "exponential", "target", "predictive"])
     def test_a_slow_service_grows_on_latency_and_returns_to_its_minimum_when_idle(self, algorithm):
+        """Every algorithm grows a queueing service on latency, then comes back to its minimum once idle."""
         chosen = policy(algorithm, min_replicas=2, scale_down_stabilization=60, scale_down_cooldown=15)
 
         def waiting(replicas):
@@ -459,6 +506,8 @@ class TestRequestMetricsOverTime:
 class TestStabilizationOverTime:
     @pytest.mark.parametrize("algorithm", ["linear", "exponential"])
     def test_relative_algorithms_wait_one_window_not_one_per_replica(self, algorithm):
+        """Linear and exponential wait one window after the last busy check, not one window per replica
+        removed."""
         chosen = policy(algorithm, scale_down_stabilization=300, scale_down_rate=RateLimit(2, 100, 60))
         # Busy until t=0 (holding at 9), then low from t=30 on.
         steps = [(-60, BETWEEN), (0, BETWEEN), *[(t, LOW) for t in range(30, 1200, 30)]]
@@ -469,6 +518,7 @@ class TestStabilizationOverTime:
         assert back_at_one <= 300 + 4 * 60  # then at most 2 a minute: 9 → 1 in four more minutes
 
     def test_a_window_with_any_busy_check_starts_again(self):
+        """One busy check within the window starts the wait for a scale-down again."""
         chosen = policy(scale_down_stabilization=300)
         steps = [
             (-30, BETWEEN),
@@ -481,6 +531,7 @@ class TestStabilizationOverTime:
 
     @pytest.mark.parametrize(("window", "held_at"), [(300, 180), (300, 290), (120, 110)])
     def test_the_whole_window_holds(self, window, held_at):
+        """Up to its last second the window holds; a second after it, the scale-down comes."""
         chosen = policy("target", scale_down_stabilization=window)
         trail, _ = run(chosen, [(0, HIGH), (held_at, LOW), (window + 1, LOW)], 4)
         assert trail[1][2] == trail[1][1], "still within the window"
@@ -489,12 +540,15 @@ class TestStabilizationOverTime:
 
 class TestRateLimitsOverTime:
     def test_removals_already_made_in_the_period_count(self):
+        """Replicas removed earlier in the down period count against its limit."""
         chosen = policy("target", scale_down_rate=RateLimit(2, 100, 60))
         trail, _ = run(chosen, [(0, LOW), (10, LOW), (50, LOW), (61, LOW)], 10)
         assert [after for _, _, after, _ in trail] == [8, 8, 8, 6]
         assert trail[1][3].reason.limited_by == ("rate_limit",)
 
     def test_a_removal_counts_for_the_whole_down_period_even_when_the_up_period_is_shorter(self):
+        """A removal is remembered for the down period even when the up period, and the history kept for
+        it, is shorter."""
         chosen = policy(
             "target", scale_up_rate=RateLimit(100, 100, 30), scale_down_rate=RateLimit(2, 100, 60)
         )
@@ -502,6 +556,7 @@ class TestRateLimitsOverTime:
         assert [after for _, _, after, _ in trail] == [8, 8, 6]
 
     def test_additions_already_made_in_the_period_count(self):
+        """Replicas added earlier in the up period count against its limit."""
         chosen = policy("target", scale_up_rate=RateLimit(4, 100, 30))
         trail, _ = run(
             chosen,
@@ -511,6 +566,7 @@ class TestRateLimitsOverTime:
         assert [after for _, _, after, _ in trail] == [6, 6, 12]
 
     def test_a_low_percent_still_lets_one_replica_go_per_period(self):
+        """A percentage that rounds to nothing still lets one replica go per period, or none ever would."""
         chosen = policy("target", scale_down_rate=RateLimit(100, 10, 60))
         trail, _ = run(chosen, every(30, 300, **LOW), 9)
         assert changes_of(trail) == [(0, 9, 8), (60, 8, 7), (120, 7, 6), (180, 6, 5), (240, 5, 4)]
@@ -520,23 +576,28 @@ class TestTolerance:
     @pytest.mark.parametrize(("cpu", "desired"), [(100.0, 4), (100.01, 6), (60.0, 4), (59.99, 3)])
     def test_the_dead_band_includes_its_edges(self, cpu, desired):
         # Target 80, tolerance 0.25: 100/80 and 60/80 are exactly on the edges.
+        """Target leaves a ratio exactly on the tolerance's edge alone: the band is closed."""
         chosen = policy("target", cpu=Thresholds(up=80, down=20), tolerance=0.25)
         assert decide_once(observe(4, cpu=cpu, memory=10), chosen).desired_replicas == desired
 
 
 class TestCooldownOverTime:
     def test_no_two_changes_closer_than_the_cooldown(self):
+        """Under steady high load, the changes come exactly one cooldown apart."""
         chosen = policy(scale_up_cooldown=60)
         trail, _ = run(chosen, every(5, 600, **HIGH), 2)
         times = [at for at, _, _ in changes_of(trail)]
         assert times[:4] == [0, 60, 120, 180]
 
     def test_a_cooldown_ending_just_after_the_check_does_not_cost_a_check(self):
+        """A cooldown that ends a hair after a check (timer jitter) does not push the change to the next
+        check."""
         chosen = policy(scale_up_cooldown=15)
         trail, _ = run(chosen, [(0, HIGH), (14.99, HIGH)], 2)
         assert [after for _, _, after, _ in trail] == [3, 4]
 
     def test_the_cooldown_left_is_never_shown_as_zero(self):
+        """A cooldown that holds shows the time left rounded up, never 0 s."""
         chosen = policy(scale_up_cooldown=15)
         trail, _ = run(chosen, [(0, HIGH), (14.4, HIGH)], 2)
         assert trail[1][3].reason.cooldown_remaining == 0.6
@@ -673,21 +734,25 @@ class TestConcurrency:
         assert "surge" not in decision.reason.message
 
     def test_a_surge_window_never_asks_for_fewer(self):
+        """The surge window only ever adds: a surge that is lower than the window decides nothing."""
         chosen = policy("target", surge_threshold=1, **CONCURRENCY_2)
         decision = decide_once(in_flight(4, concurrency=24.0, surge=10.0), chosen)
         assert decision.desired_replicas == 12
 
     @pytest.mark.parametrize("surge", [math.nan, math.inf, -5.0, None])
     def test_a_surge_window_that_is_not_a_number_is_no_surge(self, surge):
+        """A surge value that is NaN, infinite or negative is ignored, not a surge."""
         chosen = policy("target", **CONCURRENCY_2)
         assert decide_once(in_flight(2, concurrency=4.0, surge=surge), chosen).desired_replicas == 2
 
     def test_linear_adds_one_above_the_target_and_removes_one_below_half(self):
+        """Linear on concurrency adds one above the target and removes one below half of it."""
         chosen = policy("linear", metrics=("concurrency",), concurrency=Thresholds(up=2, down=1))
         assert decide_once(in_flight(3, 9.0), chosen).desired_replicas == 4
         assert decide_once(in_flight(3, 2.0), chosen).desired_replicas == 2
 
     def test_missing_concurrency_blocks_scale_down(self):
+        """Concurrency named as a metric and missing blocks scale-down."""
         chosen = policy("target", metrics=("cpu", "concurrency"), concurrency=Thresholds(up=2, down=1))
         decision = decide_once(in_flight(4, None, cpu=5.0), chosen)
         assert decision.desired_replicas == 4
@@ -750,6 +815,8 @@ class TestConcurrency:
 
 class TestOutsideChangesOverTime:
     def test_replicas_added_by_hand_stay_for_the_stabilization_window(self):
+        """Replicas an operator added stay for the stabilization window from their change, not from the
+        last check."""
         chosen = policy(scale_down_cooldown=15, scale_down_stabilization=120)
         _, state = run(chosen, [(0, LOW)], 2)
         # An operator scales to 6 at t=10; the metrics stay low.
@@ -758,6 +825,7 @@ class TestOutsideChangesOverTime:
         assert changes_of(trail)[0] == (130, 6, 5)
 
     def test_an_outside_change_starts_the_scale_down_cooldown_but_not_the_scale_up_one(self):
+        """An outside change starts the scale-down cooldown, but a cut under load is restored at once."""
         chosen = policy(scale_down_cooldown=100)
         _, state = run(chosen, [(0, BETWEEN)], 4)
         trail, _ = run(chosen, [(5, {**HIGH, "changed_at": NOW + 4})], 3, state)
@@ -766,12 +834,14 @@ class TestOutsideChangesOverTime:
         assert changes_of(trail) == [(105, 5, 4)]
 
     def test_a_cut_under_load_is_restored_at_once_past_the_rate_limit(self):
+        """Replicas cut by hand under load come back at once, past the rate limit: they were serving."""
         chosen = policy(scale_down_cooldown=300, scale_up_rate=RateLimit(1, 1, 30))
         _, state = run(chosen, [(0, HIGH)], 8)
         trail, _ = run(chosen, [(5, HIGH)], 2, state)
         assert changes_of(trail) == [(5, 2, 9)]
 
     def test_paused_by_label_nothing_changes_and_nothing_is_remembered_but_the_count(self):
+        """A paused service is not changed, and no recommendation is remembered to act on when it resumes."""
         chosen = replace(policy(), paused=True)
         trail, state = run(chosen, every(5, 60, **HIGH), 3)
         assert changes_of(trail) == []
@@ -781,6 +851,8 @@ class TestOutsideChangesOverTime:
 
 class TestSeasonal:
     def test_the_daily_profile_starts_after_one_season_and_anticipates_the_next_peak(self):
+        """After one whole season the profile is used, and the forecast rises before the next season's
+        peak."""
         season = 3600.0  # a short "day" keeps the test fast; the rule is the same
         chosen = policy("predictive", season=season, check_interval=60, scale_up_cooldown=60)
 
@@ -923,6 +995,7 @@ class TestProperties:
 class TestPredictiveHysteresis:
     def test_a_load_near_the_target_line_does_not_make_it_flap(self):
         # 1.3 to 1.45 replicas' worth of CPU, in a slow wave: 2 replicas carry it at 65 to 72 %.
+        """A slow wave around the line between two counts makes no up-down-up over four hours."""
         chosen = policy(
             "predictive",
             min_replicas=2,
@@ -942,6 +1015,8 @@ class TestPredictiveHysteresis:
         assert reversals <= 1, events
 
     def test_it_does_not_step_down_to_a_count_the_window_forecast_loads_near_the_target(self):
+        """Predictive keeps a replica whose removal would put the forecast within the tolerance of the
+        target."""
         chosen = policy("predictive", scale_down_stabilization=300, tolerance=0.1)
         state = ServiceState()
         # A steady 1.34 replicas' worth on 3 replicas (44.7 %): target alone would go to 2, where
@@ -956,6 +1031,8 @@ class TestPredictiveHysteresis:
         assert "forecast needs 3 within the stabilization window" in decision.reason.message
 
     def test_it_keeps_every_replica_rather_than_step_part_of_the_way_down(self):
+        """Where only part of a step down is safe, predictive keeps every replica rather than make two
+        changes."""
         chosen = policy("predictive", scale_down_stabilization=300, tolerance=0.1)
 
         def load(worth):
@@ -975,6 +1052,7 @@ class TestPredictiveHysteresis:
 class TestZeroThresholds:
     @pytest.mark.parametrize("algorithm", ["linear", "exponential", "target", "predictive"])
     def test_an_error_rate_threshold_of_zero_scales_up_on_any_error(self, algorithm):
+        """An error threshold of 0 means any error scales up."""
         chosen = policy(algorithm, metrics=("cpu", "errors"), errors=Thresholds(up=0, down=None))
         decision = decide_once(observe(3, cpu=90, errors=0.5), chosen)
         assert decision.desired_replicas > 3
@@ -1009,16 +1087,19 @@ class TestFromZero:
 
     @pytest.mark.parametrize("algorithm", ["linear", "exponential", "target"])
     def test_the_first_replica_comes_on_a_value_above_the_threshold(self, algorithm):
+        """From zero replicas, a metric source above its threshold brings the first replica."""
         decision = decide_once(sourced(0, 90.0), on_source(algorithm))
         assert decision.desired_replicas == 1
         assert decision.reason.metric == "external"
 
     def test_at_zero_a_low_value_keeps_none_and_asks_for_no_fewer(self):
+        """At zero with a low value nothing is added, and zero is a count, not a pause."""
         decision = decide_once(sourced(0, 5.0), on_source())
         assert (decision.desired_replicas, decision.reason.recommendation) == (0, 0)
         assert "paused" not in decision.reason.limited_by
 
     def test_a_missing_value_blocks_the_way_down(self):
+        """A source that gives no value, or a stale one, keeps the replicas there are."""
         assert decide_once(sourced(1, None), on_source()).desired_replicas == 1
         stale = decide_once(sourced(1, 5.0, at=NOW - 1000), on_source())
         assert stale.desired_replicas == 1
@@ -1034,6 +1115,7 @@ class TestScaleDownWaitsForStartingReplicas:
     """Swarm may remove any task: none still starting (a database replica copying its primary) must go."""
 
     def test_a_scale_down_waits_while_a_replica_it_added_is_starting(self):
+        """After its own scale-up, no scale-down while a replica it added is still starting."""
         chosen = on_source(startup_time=600)
         state = ServiceState(last_scaled_at=NOW - 60)
         held = decide_once(sourced(2, 5.0, ready=1), chosen, state)
