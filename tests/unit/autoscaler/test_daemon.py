@@ -136,6 +136,8 @@ def web(replicas=3, labels=None, updated_at=LONG_AGO, service_id="a", name="s_we
 
 class TestAutoscaler:
     def test_scales_a_busy_service_and_records_why(self):
+        """A busy service is scaled through the Docker API, and its record keeps the decision and the
+        event."""
         harness = Harness([web()], {"s_web": 95.0})
         state = harness.check()
         ((service_id, spec),) = harness.api.updates
@@ -145,6 +147,7 @@ class TestAutoscaler:
         assert state.scale_events[("s_web", "up")] == 1
 
     def test_the_cooldown_holds_the_next_change(self):
+        """The next check within the cooldown holds; the first check after it changes again."""
         harness = Harness([web()], {"s_web": 95.0})
         harness.check()
         harness.now += 30
@@ -171,6 +174,7 @@ class TestAutoscaler:
         assert len(harness.api.updates) == 2
 
     def test_the_status_page_and_status_show_the_last_hour_and_the_changes(self):
+        """/status and the page show each check's replicas over the last hour and the changes made."""
         harness = Harness([web()], {"s_web": 95.0})
         harness.check()
         harness.now += 30
@@ -185,6 +189,7 @@ class TestAutoscaler:
         assert 'data-service="s_web"' in page.body.decode()
 
     def test_a_recently_updated_service_starts_in_cooldown(self):
+        """A service updated moments before the daemon starts is in cooldown from that update."""
         recent = "2027-01-15T08:00:00Z"  # NOW is 2027-01-15T08:00:00Z
         harness = Harness([web(updated_at=recent)], {"s_web": 95.0})
         state = harness.check()
@@ -192,6 +197,7 @@ class TestAutoscaler:
         assert state.services["s_web"].decision.reason.limited_by == ("cooldown",)
 
     def test_a_bad_label_skips_only_that_service(self):
+        """A bad label leaves its service undecided and reported; the others are scaled as usual."""
         services = [web(), web(labels={"autoscaler.max_replicas": "many"}, service_id="b", name="s_bad")]
         harness = Harness(services, {"s_web": 95.0, "s_bad": 95.0})
         state = harness.check()
@@ -205,6 +211,7 @@ class TestAutoscaler:
         assert "'many'" in entry["problems"]["label"]
 
     def test_a_bad_label_is_logged_once_and_counted_once(self):
+        """A bad label seen at every check is one problem, counted once."""
         harness = Harness([web(labels={"autoscaler.predictive_season": "1e13"})], {"s_web": 95.0})
         for _ in range(3):
             harness.check()
@@ -233,6 +240,7 @@ class TestAutoscaler:
         assert state.services["s_web"].policy.max_replicas == 3
 
     def test_an_unreachable_engine_is_reported_on_health(self):
+        """Without the Docker API /health answers 503 and says so."""
         harness = Harness([web()], {"s_web": 95.0})
         harness.api.reachable = False
         harness.check()
@@ -248,6 +256,7 @@ class TestBadInput:
         return Harness([web(), web(service_id="b", name="s_api")], {"s_web": 95.0, "s_api": 95.0})
 
     def test_malformed_collector_answers_do_not_stop_the_check(self):
+        """Whatever a collector answers, the check completes for every service and names the collector."""
         for answer in ([], {"services": None}, {}, "text", b"not json", None):
             harness = self.two_services()
             harness.reports = {COLLECTOR: answer}
@@ -257,6 +266,7 @@ class TestBadInput:
             assert state.problems.of_kind("collector"), answer
 
     def test_a_malformed_entry_affects_only_its_service(self):
+        """A NaN or an incomplete entry in a collector's answer leaves only that service without metrics."""
         harness = self.two_services()
         answers = harness.collector_answers()
         answers[COLLECTOR]["services"]["s_web"]["cpu_percent"] = math.nan
@@ -272,6 +282,7 @@ class TestBadInput:
         assert state.services["s_web"].decision.reason.message.startswith("no fresh metrics: holding")
 
     def test_an_error_deciding_one_service_leaves_the_others(self, monkeypatch):
+        """An unexpected error deciding one service is reported for it; the others are decided and scaled."""
         harness = self.two_services()
         decide = daemon_module.core.decide
 
@@ -288,6 +299,7 @@ class TestBadInput:
         assert state.last_successful_check_at == NOW
 
     def test_a_refused_update_is_counted_and_the_loop_goes_on(self):
+        """An update the engine refuses is counted and shown per service, and the check goes on."""
         harness = self.two_services()
 
         def refuse(*args, **kwargs):
@@ -303,6 +315,8 @@ class TestBadInput:
 
 class TestCoverage:
     def test_unmeasured_tasks_block_scale_down_but_not_scale_up(self):
+        """Running tasks no collector measured block a scale-down; high load on those measured still scales
+        up."""
         harness = Harness([web(replicas=6)], {"s_web": 5.0}, {"SCALE_DOWN_STABILIZATION": "0"})
         answers = harness.collector_answers()
         answers[COLLECTOR]["services"]["s_web"]["task_ids"] = answers[COLLECTOR]["services"]["s_web"][
@@ -319,6 +333,7 @@ class TestCoverage:
         assert harness.replicas() == 7
 
     def test_health_names_the_node_whose_collector_is_missing(self):
+        """/health names the node whose tasks run unmeasured."""
         harness = Harness([web(replicas=2)], {"s_web": 50.0})
         harness.api.tasks_override = [
             {"ID": "a.1", "ServiceID": "a", "NodeID": "node-1", "Status": {"State": "running"}},
@@ -335,6 +350,8 @@ class TestCoverage:
 
 class TestOutsideChanges:
     def test_a_manual_scale_up_is_kept_for_the_stabilization_window(self):
+        """Replicas an operator added stay for the stabilization window after the change, then go one by
+        one."""
         environment = {"SCALE_DOWN_STABILIZATION": "120", "COOLDOWN_PERIOD": "15"}
         harness = Harness([web(replicas=2)], {"s_web": 5.0}, environment)
         harness.check()
@@ -349,6 +366,7 @@ class TestOutsideChanges:
         assert harness.replicas() == 5
 
     def test_a_redeploy_that_cuts_replicas_under_load_is_undone_at_once(self):
+        """A redeploy that resets a busy service to the stack file's count is undone at the next check."""
         harness = Harness([web(replicas=8)], {"s_web": 90.0}, {"COOLDOWN_PERIOD": "300"})
         harness.check()  # 8 → 9
         harness.api.set_replicas("a", 2)  # the stack file's count
@@ -361,6 +379,7 @@ class TestOutsideChanges:
         )
 
     def test_a_cut_while_idle_is_accepted(self):
+        """A cut while the load is low is the operator's to make: it stays."""
         harness = Harness([web(replicas=8)], {"s_web": 30.0})
         harness.check()
         harness.api.set_replicas("a", 3)
@@ -369,6 +388,7 @@ class TestOutsideChanges:
         assert harness.replicas() == 3
 
     def test_a_pause_made_while_deciding_is_never_overwritten(self):
+        """A service scaled to zero between the read and the write is re-read, and the pause wins."""
         harness = Harness([web(replicas=4)], {"s_web": 95.0})
         inspect = harness.api.inspect_service
 
@@ -384,6 +404,7 @@ class TestOutsideChanges:
         assert state.services["s_web"].decision.reason.limited_by == ("paused",)
 
     def test_the_paused_label_leaves_the_service_alone(self):
+        """autoscaler.paused=true decides, shows why and changes nothing."""
         harness = Harness([web(labels={"autoscaler.paused": "true"})], {"s_web": 99.0})
         harness.check()
         assert harness.api.updates == []
@@ -392,6 +413,7 @@ class TestOutsideChanges:
         assert entry["reason"]["limited_by"] == ["paused"]
 
     def test_dry_run_decides_but_changes_nothing(self):
+        """DRY_RUN decides and reports what it would do, and writes nothing."""
         harness = Harness([web()], {"s_web": 99.0}, {"DRY_RUN": "true"})
         state = harness.check()
         assert harness.api.updates == []
@@ -401,6 +423,7 @@ class TestOutsideChanges:
 
 class TestSavedState:
     def test_a_restarted_daemon_keeps_the_stabilization_window(self):
+        """After a restart the saved stabilization window still holds a scale-down."""
         environment = {"SCALE_DOWN_STABILIZATION": "300", "COOLDOWN_PERIOD": "0"}
         harness = Harness([web(replicas=6)], {"s_web": 50.0}, environment, store=True)
         harness.check()  # holds at 6: recorded in the window
@@ -440,6 +463,7 @@ class TestSavedState:
         assert continuing.replicas() < 4  # the load fell: the way down was taken
 
     def test_without_saved_state_the_same_restart_scales_down(self):
+        """The same restart without saved state scales down: what the saved state is for."""
         environment = {"SCALE_DOWN_STABILIZATION": "300", "COOLDOWN_PERIOD": "0"}
         harness = Harness([web(replicas=6)], {"s_web": 50.0}, environment, store=False)
         harness.check()
@@ -461,6 +485,8 @@ class TestSavedState:
         assert restored.replicas == 5
 
     def test_corrupt_saved_state_starts_fresh(self):
+        """A saved state that cannot be read is reported once, the service starts fresh, and the next save
+        replaces it."""
         harness = Harness([web()], {"s_web": 95.0}, store=True)
         harness.api.create_config(
             "autoscaler-state-a-1",
@@ -478,6 +504,8 @@ class TestSavedState:
         assert config["Spec"]["Name"] != "autoscaler-state-a-1"
 
     def test_a_failing_save_is_reported_and_retried(self):
+        """A save the managers refuse is reported, tried again at the next check, and cleared when it
+        succeeds."""
         harness = Harness([web()], {"s_web": 95.0}, store=True)
 
         def refuse(*args, **kwargs):
@@ -496,6 +524,7 @@ class TestSavedState:
 
 class TestEndpoints:
     def test_health_status_and_metrics_after_a_check(self):
+        """After one check, /health is green and /status and /metrics show the decision."""
         harness = Harness([web()], {"s_web": 95.0})
         harness.check()
         handlers = harness.handlers()
@@ -511,6 +540,7 @@ class TestEndpoints:
         assert families["autoscaler_service_unmeasured_tasks"].samples[0].value == 0
 
     def test_health_is_unavailable_without_collectors(self):
+        """No collector answering is a 503 on /health."""
         harness = Harness([web()], {})
         harness.reports = {}
         harness.check()
@@ -518,6 +548,7 @@ class TestEndpoints:
         assert any("no metrics collector answered" in problem for problem in body["problems"])
 
     def test_health_is_unavailable_before_the_first_check(self):
+        """Before its first check the daemon is not yet healthy."""
         harness = Harness([], {})
         harness.check()
         harness.daemon_state.last_check_at = None
@@ -528,6 +559,8 @@ class TestRoutingTable:
     """What the entry point reads of each service: its names and its rate limit."""
 
     def test_a_service_with_a_replica_capacity_has_a_rate_limit_at_its_ready_replicas(self):
+        """A service with autoscaler.replica_rps gets a rate limit in the routing table, its capacity times
+        the replicas ready."""
         labels = {"com.docker.stack.namespace": "s", "autoscaler.replica_rps": "20"}
         harness = Harness([web(3, labels=labels)], {"s_web": 50.0})
         harness.check()
@@ -548,6 +581,7 @@ class TestRoutingTable:
         assert families["autoscaler_service_rate_limit_rps"].samples[0].value == 60
 
     def test_without_a_capacity_a_service_has_no_limit(self):
+        """Without a capacity a service is routed with no rate limit."""
         harness = Harness([web()], {"s_web": 50.0})
         harness.check()
         (entry,) = json.loads(harness.handlers()["/routes"]().body)["services"]
@@ -555,6 +589,7 @@ class TestRoutingTable:
         assert harness.status()["services"]["s_web"]["rate_limit_rps"] is None
 
     def test_a_service_with_route_labels_has_a_route_whether_autoscaled_or_not(self):
+        """Route labels give a route to any service, autoscaled or not."""
         route = {"entrypoint.path": "/shop/", "entrypoint.port": "8000", "com.docker.stack.namespace": "s"}
         shop = service("b", "s_shop", 2, route, LONG_AGO)
         harness = Harness([web(labels={"entrypoint.path": "/api/"}), shop], {"s_web": 50.0})
@@ -576,6 +611,7 @@ class TestRoutingTable:
         ],
     )
     def test_a_route_label_nginx_would_read_as_more_is_refused_for_that_service_only(self, labels, named):
+        """A route label that would break nginx's configuration is refused for its service only."""
         harness = Harness([web(), service("b", "s_shop", 2, labels, LONG_AGO)], {"s_web": 50.0})
         harness.check()
         table = json.loads(harness.handlers()["/routes"]().body)["services"]
@@ -585,6 +621,7 @@ class TestRoutingTable:
         assert harness.daemon_state.services["s_web"].decision is not None  # the others go on
 
     def test_a_service_with_a_bad_label_is_left_out_until_fixed(self):
+        """A service whose labels cannot be read has no entry in the routing table until they are fixed."""
         harness = Harness([web(labels={"autoscaler.replica_rps": "fast"})], {"s_web": 50.0})
         harness.check()
         assert json.loads(harness.handlers()["/routes"]().body) == {"services": []}
@@ -609,6 +646,7 @@ class TestRequestMetrics:
         return harness
 
     def test_a_slow_service_scales_on_latency_with_idle_cpu(self):
+        """Latency read from the entry point's counters scales up a slow service whose CPU is idle."""
         harness = self.stack()
         harness.entry = {ENTRY: counters("web", [0.05] * 80 + [2.5] * 20)}
         harness.now += 10
@@ -618,6 +656,7 @@ class TestRequestMetrics:
         assert record.observation.requests_per_second == 10
 
     def test_status_and_metrics_show_the_requests(self):
+        """/status and /metrics show the requests, their rate, errors and latency percentiles."""
         harness = self.stack()
         harness.entry = {ENTRY: counters("web", [0.05] * 95 + [0.5] * 5, errors=2)}
         harness.now += 10
@@ -642,6 +681,7 @@ class TestRequestMetrics:
         assert families["autoscaler_entry_points_answered"].samples[0].value == 1
 
     def test_an_idle_service_scales_down(self):
+        """Without requests, latency and errors are idle and the service scales down on CPU."""
         harness = self.stack(cpu=1.0)
         harness.now += 10
         record = harness.check().services["s_web"]
@@ -649,6 +689,7 @@ class TestRequestMetrics:
         assert record.decision.reason.idle == ("latency", "errors")
 
     def test_an_entry_point_that_stops_answering_holds_scale_down(self):
+        """An entry point that stops answering is a problem, and its services hold their replicas."""
         harness = self.stack(cpu=1.0)
         harness.entry = {ENTRY: None}
         harness.now += 10
@@ -684,6 +725,7 @@ class TestConcurrency:
     """Requests in flight at the entry point, over the window and over the surge window."""
 
     def test_the_early_read_makes_the_surge_window_and_a_surge_is_met_in_one_step(self):
+        """The read a surge window before the check makes that window, and a surge is met in one step."""
         environment = {
             "SCALING_ALGORITHM": "target",
             "TARGET_CONCURRENCY_PER_REPLICA": "2",
@@ -748,6 +790,7 @@ def leader(records, name, now=0.0):
 
 class TestActiveInstance:
     def test_a_standby_reads_policies_but_neither_scales_nor_saves(self):
+        """A standby reads every policy, for its routing table, and neither scales nor saves."""
         records = LeaseRecords()
         records.record = Record("other", 1, 5)
         standby = Leadership(records, LeaseSettings(15, 10, 2), "me", monotonic=lambda: 0.0)
@@ -761,6 +804,7 @@ class TestActiveInstance:
         assert state.acting_term is None
 
     def test_the_active_instance_scales_and_says_so_on_its_endpoints(self):
+        """The instance holding the lease scales, and /health and /status name it active with its term."""
         records = LeaseRecords()
         active = leader(records, "me")
         harness = Harness([web()], {"s_web": 95.0}, store=True, leadership=active)
@@ -774,6 +818,7 @@ class TestActiveInstance:
         assert json.loads(handlers["/status"]().body)["leadership"]["term"] == 1
 
     def test_an_instance_deposed_before_its_write_does_not_write(self):
+        """An instance whose lease is taken between its decision and its write writes nothing."""
         records = LeaseRecords()
         active = leader(records, "me")
         records.refuse = True  # another instance took the lease since the last renewal
@@ -784,6 +829,7 @@ class TestActiveInstance:
         assert harness.api.configs_by_id == {}
 
     def test_a_deposed_instance_no_longer_reports_its_decisions(self):
+        """A deposed instance stops showing decisions that are no longer the swarm's."""
         records = LeaseRecords()
         active = leader(records, "me")
         harness = Harness([web()], {"s_web": 95.0}, store=True, leadership=active)
@@ -830,6 +876,8 @@ class TestActiveInstance:
         assert state.acting_term == 2
 
     def test_the_instance_that_takes_over_honours_the_cooldown_of_the_one_before(self):
+        """The instance that takes the lease reads the saved state and honours the cooldown the other
+        started."""
         records = LeaseRecords()
         harness = Harness([web()], {"s_web": 95.0}, store=True, leadership=leader(records, "a"))
         harness.check()

@@ -65,12 +65,14 @@ def trace(counts: list[float], step_minutes: int = 1):
 
 class TestArrivalTimes:
     def test_a_steady_trace_is_evenly_spaced(self):
+        """A trace with the same count every minute sends evenly spaced requests at the peak rate."""
         replay = replay_of(trace([60, 60, 60]), speedup=60, peak_rps=10)
         times = list(arrival_times(replay))
         assert (replay.step_seconds, replay.duration, len(times)) == (1.0, 3.0, 30)
         assert times == pytest.approx([0.1 * k for k in range(30)])
 
     def test_each_step_sends_its_rate_and_the_peak_is_the_peak_rate(self):
+        """Each step sends its own rate, scaled so that the busiest is the peak rate, in order."""
         replay = replay_of(trace([10, 20, 5, 0, 20]), speedup=6, peak_rps=20)
         assert replay.rates == (10, 20, 5, 0, 20)
         times = list(arrival_times(replay))
@@ -79,6 +81,7 @@ class TestArrivalTimes:
         assert times == sorted(times)
 
     def test_requests_sent_before_any_moment_are_the_rate_integral_rounded_up(self):
+        """At any moment, the requests sent so far are the integral of the rate, rounded up: no drift."""
         replay = replay_of(trace([3, 7, 1, 9, 4, 0, 2]), speedup=37, peak_rps=13.7)
         times = list(arrival_times(replay))
         for moment in [x * replay.duration / 200 for x in range(201)]:
@@ -91,10 +94,12 @@ class TestArrivalTimes:
         assert len(times) == replay.total()
 
     def test_fractions_of_a_request_carry_over_steps(self):
+        """A rate below one request a step still sends, by carrying the fraction over steps."""
         replay = Replay(step_seconds=1.0, rates=(0.25,) * 8)
         assert list(arrival_times(replay)) == pytest.approx([0.0, 4.0])
 
     def test_a_missing_minute_sends_nothing(self):
+        """A minute missing from the trace is a minute without requests, not one skipped over."""
         minutes = ["00:00", "00:01", "00:03", "00:04"]
         replay = replay_of(from_rows([(f"2026-01-01 {m}:00", "60") for m in minutes]), speedup=60, peak_rps=5)
         times = list(arrival_times(replay))
@@ -107,10 +112,12 @@ class TestArrivalTimes:
         [(0, 10), (-1, 10), (math.nan, 10), (math.inf, 10), (1, 0), (1, math.inf), (1, 1e6)],
     )
     def test_bad_speedups_and_peaks_are_refused(self, speedup, peak):
+        """A speed-up or peak rate that is not a positive finite number is refused."""
         with pytest.raises(TraceError):
             replay_of(trace([1, 2]), speedup, peak)
 
     def test_a_window_without_requests_is_refused(self):
+        """A window with no requests at all has no peak to scale to: refused."""
         with pytest.raises(TraceError, match="no requests"):
             replay_of(trace([0, 0, 0]), 1, 10)
 
@@ -125,6 +132,7 @@ def instant(clock: VirtualClock, log: list[float]):
 
 class TestOpenLoop:
     def test_requests_leave_at_their_times(self):
+        """The open loop sends each request at its scheduled time, and the rows show the schedule met."""
         clock, sent = VirtualClock(), []
         run = Run(clock, clock.now())
         replay = replay_of(trace([6, 12, 3, 0, 9]), speedup=30, peak_rps=12)  # 2 s a minute
@@ -139,6 +147,7 @@ class TestOpenLoop:
         assert (run.late, run.not_sent) == (0, 0)
 
     def test_slow_answers_do_not_hold_the_schedule(self):
+        """Slow answers do not delay the next requests: the schedule is open loop."""
         clock, sent = VirtualClock(), []
 
         async def slow() -> str:
@@ -154,6 +163,7 @@ class TestOpenLoop:
         assert run.late == 0
 
     def test_a_generator_that_falls_behind_says_so(self):
+        """Requests sent late are counted, with how far behind the generator fell."""
         clock, sent = VirtualClock(oversleep=0.25), []
         run = Run(clock, clock.now())
         clock.run(open_loop(run, instant(clock, sent), [1.0, 2.0, 3.0], max_in_flight=100))
@@ -162,6 +172,7 @@ class TestOpenLoop:
         assert run.most_behind == pytest.approx(0.25)
 
     def test_requests_beyond_the_in_flight_bound_are_counted_not_sent(self):
+        """Beyond the in-flight bound requests are not sent, and are counted as not sent."""
         clock = VirtualClock()
 
         async def hung() -> str:
@@ -175,6 +186,7 @@ class TestOpenLoop:
 
 class TestClosedLoop:
     def test_users_ramp_up_think_and_stop_at_the_duration(self):
+        """Users start over the ramp-up, think between requests, and stop at the duration."""
         clock, sent = VirtualClock(), []
         run = Run(clock, clock.now())
         users = Users(count=4, duration=20, think_time=2.0, ramp_up=4)
@@ -188,6 +200,7 @@ class TestClosedLoop:
         assert 4 * 6 <= len(sent) <= 4 * 20
 
     def test_a_user_waits_for_its_answer(self):
+        """A user sends its next request only after its answer: the loop is closed."""
         clock, sent = VirtualClock(), []
 
         async def slow() -> str:
@@ -200,6 +213,7 @@ class TestClosedLoop:
         assert sent == [0.0, 3.0, 6.0, 9.0]
 
     def test_stops_at_the_request_bound(self):
+        """A closed-loop run stops at the request bound whatever the users would do."""
         clock, sent = VirtualClock(), []
         run = Run(clock, clock.now())
         clock.run(
@@ -212,10 +226,12 @@ class TestClosedLoop:
 
 class TestSummarize:
     def test_percentiles_are_nearest_rank(self):
+        """Percentiles are nearest rank, the way the report's readers compute them by hand."""
         values = [float(v) for v in range(1, 101)]
         assert (percentile(values, 0.5), percentile(values, 0.95), percentile(values, 1.0)) == (50, 95, 100)
 
     def test_counts_errors_and_statuses(self):
+        """Every answer but a 2xx is an error, and each status or exception is counted by name."""
         outcomes = [
             Outcome(0.010, "200"),
             Outcome(0.020, "200"),
@@ -230,6 +246,7 @@ class TestSummarize:
 
 class TestPerSecond:
     def test_rows_by_send_second_with_the_replicas_at_each_seconds_end(self):
+        """Each second's row counts the requests sent in it, with the replicas as of the second's end."""
         outcomes = [
             Outcome(0.010, "200", sent_at=0.1),
             Outcome(0.030, "200", sent_at=0.5),
@@ -250,6 +267,7 @@ class TestPerSecond:
         assert [r.scheduled for r in rows] == [5.0, 15.0, 25.0, 35.0, 45.0]
 
     def test_seconds_before_the_first_replica_reading_have_none(self):
+        """Seconds before the first replica reading show none rather than a guess."""
         rows = per_second([], 2, [ReplicaSample(1.5, 4, None)])
         assert [(r.desired_replicas, r.replicas, r.scheduled) for r in rows] == [
             (None, None, None),
@@ -271,12 +289,14 @@ class TestSlowSeconds:
         assert (slow.count, slow.first, slow.last) == (2, 1, 4)
 
     def test_a_run_served_well_has_none(self):
+        """A run whose answers are all fast has no slow seconds."""
         slow = slow_seconds(per_second([Outcome(0.05, "200", sent_at=0.5)], 3, []))
         assert (slow.count, slow.first, slow.last) == (0, None, None)
 
 
 class TestProfiles:
     def test_the_three_profiles_as_stated(self):
+        """The light, medium and heavy profiles are the users, durations and replicas the README states."""
         stated = {name: (p.users, p.duration, p.most_replicas) for name, p in PROFILES.items()}
         assert stated == {
             "light": (25, 120, (2, 2)),
@@ -286,12 +306,15 @@ class TestProfiles:
         assert all(p.think_time > 0 and p.ramp_up > 0 for p in PROFILES.values())
 
     def test_scaling_over_a_run(self):
+        """The most replicas, when they were reached, and when the count came back to its floor after the
+        load."""
         samples = [ReplicaSample(t, d, d) for t, d in [(0, 2), (30, 3), (60, 5), (90, 5), (200, 4), (400, 2)]]
         assert scaling_of(samples, load_end=180, floor=2) == Scaling(most=5, reached_most_at=60, back_at=220)
         assert scaling_of(samples[:5], load_end=180, floor=2).back_at is None
         assert scaling_of([], 10, 2) == Scaling(None, None, None)
 
     def test_expectations(self):
+        """A profile's expectations name what was not met: the highest count, or no return to the floor."""
         heavy = PROFILES["heavy"]
         assert unmet(heavy, Scaling(9, 200, 100), waited_for_scale_down=True) == []
         assert unmet(heavy, Scaling(6, 200, None), waited_for_scale_down=False) == [
@@ -322,10 +345,12 @@ class TestReplicaWatch:
         ],
     )
     def test_replicas_from_status(self, status, expected):
+        """The replicas set and ready are read from /status; anything malformed gives no sample."""
         sample = replica_sample(status, "demo-api", 7.0)
         assert (None if sample is None else (sample.desired, sample.ready)) == expected
 
     def test_a_failed_read_is_shown_and_the_next_good_one_clears_it(self):
+        """A failed read of /status is shown until a good one clears it."""
         watch = ReplicaWatch("http://autoscaler/status", "demo-api")
         watch.read_once(1.0, ConnectionError())
         assert watch.problem == "http://autoscaler/status: ConnectionError"
@@ -335,6 +360,7 @@ class TestReplicaWatch:
         assert (watch.problem, watch.latest()) == (None, ReplicaSample(3.0, 4, 4))
 
     def test_the_live_line(self):
+        """The live line shows progress, rate, percentiles, errors, requests in flight and replicas."""
         clock = VirtualClock()
         clock.time = 12.0
         run = Run(clock, 0.0)
@@ -383,6 +409,8 @@ def rows_of(path: Path) -> list[dict[str, str]]:
 
 class TestReportFiles:
     def test_a_closed_loop_run_leaves_its_seconds_summary_and_picture(self, demo_api, autoscaler, tmp_path):
+        """A closed-loop run against a real demo API leaves its per-second rows, its summary and its
+        picture."""
         out = tmp_path / "run"
         arguments = ["--target", demo_api, "--path", "/api/work?ms=1", "--users", "3", "--duration", "3"]
         code = main(
@@ -415,6 +443,7 @@ class TestReportFiles:
         assert (out / "load.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     def test_a_replay_sends_its_schedule_and_reports_it(self, demo_api, autoscaler, tmp_path):
+        """A replay sends its schedule against a real demo API and reports it beside what was sent."""
         trace_file = tmp_path / "trace.csv"
         trace_file.write_text("period,count\n2026-01-01 00:00:00,30\n2026-01-01 00:01:00,60\n")
         out = tmp_path / "replay"
@@ -462,10 +491,12 @@ class TestArguments:
         ],
     )
     def test_unbounded_or_bad_runs_are_refused(self, arguments):
+        """A run without a bound, or with a bad value, is refused before anything is sent."""
         with pytest.raises(SystemExit):
             parse_arguments(arguments)
 
     def test_a_profile_sets_what_is_not_given(self):
+        """A profile fills in only what the arguments leave out."""
         arguments = parse_arguments(["--profile", "medium", "--users", "7"])
         assert (arguments.users, arguments.duration, arguments.think_time) == (
             7,
@@ -475,6 +506,7 @@ class TestArguments:
         assert arguments.path == PROFILES["medium"].path
 
     def test_a_replay(self, tmp_path):
+        """A replay's arguments become its schedule: step length and rates."""
         trace_file = tmp_path / "t.csv"
         trace_file.write_text("period,count\n2026-01-01 00:00:00,5\n2026-01-01 00:01:00,10\n")
         arguments = parse_arguments(["--replay", str(trace_file), "--speedup", "6", "--peak-rps", "4"])
@@ -492,12 +524,15 @@ class TestArguments:
         ],
     )
     def test_bad_replays_are_refused(self, tmp_path, extra):
+        """A replay mixed with closed-loop options, without a peak rate, too long, or starting past the
+        trace is refused."""
         trace_file = tmp_path / "t.csv"
         trace_file.write_text("period,count\n2026-01-01 00:00:00,5\n2026-01-01 00:01:00,10\n")
         with pytest.raises(SystemExit):
             parse_arguments(["--replay", str(trace_file), *extra])
 
     def test_the_record_has_every_request(self, demo_api, tmp_path):
+        """--record writes one row per request sent, with its status, time and latency."""
         started = time.time()
         main(
             [

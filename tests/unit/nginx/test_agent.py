@@ -45,18 +45,23 @@ SHOP = Route(service="s_shop", counted_as="shop", path="/shop/", port=9000)
 
 class TestRender:
     def test_nginx_starts_with_the_tasks_found(self):
+        """The configuration written at start already holds the tasks found, sorted, behind the Lua
+        balancer."""
         config = one_route(["10.0.1.7", "10.0.1.5"])
         assert 'require("configuration").init({"web 10.0.1.5:8000", "web 10.0.1.7:8000"})' in config
         assert "location /api/ {" in config
         assert "balancer_by_lua_block" in config
 
     def test_no_tasks_starts_with_none(self):
+        """A service without tasks starts with an empty list, not a broken configuration."""
         assert 'require("configuration").init({})' in one_route([])
 
     def test_the_tasks_are_pushed_on_the_loopback_only(self):
+        """The port the agent pushes to listens on 127.0.0.1 only: no one else can change the tasks."""
         assert "listen 127.0.0.1:10246;" in one_route([])
 
     def test_each_route_has_its_location_and_its_tasks(self):
+        """Each route has its location, counted, limited and balanced under its own name."""
         config = render(PROXY, [static_route(PROXY), SHOP], {"web": ["10.0.1.5"], "shop": ["10.0.2.9"]})
         assert 'init({"web 10.0.1.5:8000", "shop 10.0.2.9:9000"})' in config
         assert 'require("monitor").init(' in config
@@ -71,6 +76,7 @@ class TestRender:
 
     @pytest.mark.parametrize("addresses", [[], ["10.0.1.5"], [f"10.0.1.{n}" for n in range(2, 12)]])
     def test_nginx_accepts_what_is_rendered(self, addresses, tmp_path):
+        """nginx -t accepts every configuration rendered, whatever the tasks."""
         assert nginx_accepts(render(PROXY, [static_route(PROXY), SHOP], {"web": addresses}), tmp_path)
 
 
@@ -141,6 +147,7 @@ def tasks_of(*answers):
 
 class TestUpstreamAgent:
     def test_pushes_each_change_of_the_tasks(self, tmp_path):
+        """Each change of the tasks DNS gives is pushed once; an unchanged list is not pushed again."""
         outside = Outside()
         agent = outside.agent(tmp_path)
         outside.syncs(agent, tasks_of(["10.0.1.5"], ["10.0.1.5"], ["10.0.1.6", "10.0.1.5"], ["10.0.1.6"]))
@@ -153,12 +160,14 @@ class TestUpstreamAgent:
         assert agent.tasks == {"web": ["10.0.1.6"]}
 
     def test_a_failed_lookup_keeps_the_current_tasks(self, tmp_path):
+        """A DNS lookup that fails keeps the tasks nginx has rather than empty them."""
         outside = Outside()
         agent = outside.agent(tmp_path)
         outside.syncs(agent, tasks_of(["10.0.1.5"], LookupFailedError("timeout")))
         assert (outside.pushed, agent.tasks) == ([["web 10.0.1.5:8000"]], {"web": ["10.0.1.5"]})
 
     def test_a_refused_push_is_logged_once_and_pushed_again_until_taken(self, tmp_path):
+        """A push nginx refuses is one problem, pushed again at every sync until taken, then cleared."""
         outside = Outside(refusals=["connection refused"] * 3)
         agent = outside.agent(tmp_path)
         with structlog.testing.capture_logs() as logs:
@@ -171,6 +180,7 @@ class TestUpstreamAgent:
         assert (outside.pushed, agent.tasks) == ([["web 10.0.1.5:8000"]], {"web": ["10.0.1.5"]})
 
     def test_the_rate_limit_is_one_tasks_capacity_times_the_tasks(self, tmp_path):
+        """The limit pushed is one task's capacity times the tasks nginx sends to, following both."""
         limited = {"services": [{"service": "s_web", "name_in_stack": "web", "rate_limit": LIMIT}]}
         tasks = [["10.0.1.5"], ["10.0.1.5", "10.0.1.6"], ["10.0.1.5", "10.0.1.6"], ["10.0.1.6"], []]
         tables = [limited, limited, {"services": []}, limited, limited]
@@ -181,6 +191,7 @@ class TestUpstreamAgent:
         assert outside.limits == [["web 20 40"], ["web 40 80"], [], ["web 20 40"], []]
 
     def test_an_unreadable_or_malformed_routing_table_keeps_the_last_limit(self, tmp_path):
+        """An unreadable or malformed routing table keeps the last limit; each problem is logged once."""
         limited = {"services": [{"service": "web", "rate_limit": LIMIT}]}
         lots = {"replica_rps": "lots", "burst_seconds": 1}
         malformed = {"services": [{"service": "web", "rate_limit": lots}]}
@@ -196,6 +207,7 @@ class TestUpstreamAgent:
         assert agent.problems.active == {}
 
     def test_a_route_added_or_gone_reloads_nginx_and_its_tasks_are_pushed(self, tmp_path):
+        """A route added or gone reloads nginx, with the tasks of old and new routes pushed before."""
         shop = {"service": "s_shop", "name_in_stack": "shop", "route": {"path": "/shop/", "port": 9000}}
         outside = Outside()
         agent = outside.agent(tmp_path)
@@ -208,6 +220,7 @@ class TestUpstreamAgent:
         assert [route.path for route in agent.routes] == ["/api/"]
 
     def test_a_route_whose_path_or_name_is_taken_is_left_out_and_logged_once(self, tmp_path):
+        """A route whose path or name is taken is left out, logged once, and again if it comes back."""
         clash = {"service": "s_api", "name_in_stack": "api", "route": {"path": "/api/", "port": 9000}}
         outside = Outside()
         agent = outside.agent(tmp_path)
@@ -221,6 +234,7 @@ class TestUpstreamAgent:
         assert (outside.configs, [route.path for route in agent.routes]) == ([], ["/api/"])
 
     def test_a_configuration_nginx_refuses_keeps_the_routes_it_has(self, tmp_path):
+        """A configuration nginx -t refuses is not put in force: nginx keeps its routes."""
         refused = {"service": "s_refused", "name_in_stack": "refused", "route": {"path": "/x/", "port": 80}}
         outside = Outside()
         agent = outside.agent(tmp_path)
@@ -229,6 +243,7 @@ class TestUpstreamAgent:
         assert agent.problems.active == {("config", "routes"): "nginx: [emerg] refused"}
 
     def test_install_refuses_an_invalid_config(self, tmp_path):
+        """install leaves no file behind when nginx -t refuses the configuration."""
         with pytest.raises(ConfigRejectedError):
             asyncio.run(install("this is not nginx", tmp_path / "nginx.conf"))
         assert not (tmp_path / "nginx.conf").exists()
@@ -236,6 +251,7 @@ class TestUpstreamAgent:
 
 class TestSettings:
     def test_the_service_counts_under_its_own_name(self):
+        """The entry point's own service is counted and balanced under UPSTREAM_SERVICE."""
         settings = load({"UPSTREAM_SERVICE": "web", "METRICS_PORT": "9200"})
         assert (settings.service, settings.proxy.service, settings.proxy.metrics_port) == ("web", "web", 9200)
 
@@ -253,6 +269,7 @@ class TestSettings:
         ],
     )
     def test_a_value_nginx_would_read_as_a_directive_is_refused(self, variable, value):
+        """A setting that would end a directive in nginx's configuration is refused at start."""
         with pytest.raises(ConfigError) as raised:
             load({variable: value})
         assert (raised.value.name, raised.value.value) == (variable, value)
@@ -262,17 +279,20 @@ class TestSettings:
         [({}, "/api/", "auto"), ({"PROXY_LOCATION": "/", "NGINX_WORKERS": "3"}, "/", "3")],
     )
     def test_locations_and_workers_that_are_only_that(self, environment, location, workers):
+        """A location is a URL prefix and workers are auto or a number: nothing else reaches nginx."""
         proxy = load(environment).proxy
         assert (proxy.location, proxy.workers) == (location, workers)
 
     @pytest.mark.parametrize("name", ["we$b", 'web"; deny all; "', "-web"])
     def test_a_service_name_nginx_would_read_as_more_is_refused(self, name):
+        """A service name that nginx would read as more than a name is refused at start."""
         with pytest.raises(ConfigError, match="UPSTREAM_SERVICE"):
             load({"UPSTREAM_SERVICE": name})
 
 
 class TestRoutes:
     def test_a_service_is_found_by_its_name_or_its_name_in_its_stack(self):
+        """A service's capacity is found under its Swarm name or its name in its stack."""
         table = {"services": [{"service": "s_web", "name_in_stack": "web", "rate_limit": LIMIT}]}
         assert capacity_of(table, ("web",)) == capacity_of(table, ("s_web",)) == Capacity(20, 2)
         assert capacity_of(table, ("other",)) is None
@@ -292,10 +312,13 @@ class TestRoutes:
         ],
     )
     def test_a_table_or_entry_that_is_not_one_is_an_error(self, table):
+        """A table or an entry that is not what the autoscaler publishes is an error, not a missing limit."""
         with pytest.raises(RoutesError):
             capacity_of(table, ("web",))
 
     def test_the_limit_is_the_capacity_times_the_tasks_with_a_burst_of_at_least_one(self):
+        """The limit is the capacity times the tasks, with a burst of at least one request; none without
+        tasks."""
         assert limit_lines("web", Capacity(2.5, 0), 3) == ["web 7.5 1"]
         assert limit_lines("web", Capacity(2.5, 4), 3) == ["web 7.5 30"]
         assert limit_lines("web", Capacity(2.5, 4), 0) == []
@@ -304,6 +327,7 @@ class TestRoutes:
 
 class TestRoutesOf:
     def test_every_entry_with_a_route_is_one(self):
+        """Every entry of the table that has a route becomes one; the others have none."""
         table = {
             "services": [
                 {"service": "s_shop", "name_in_stack": "shop", "route": {"path": "/shop/", "port": 9000}},
@@ -326,6 +350,7 @@ class TestRoutesOf:
         ],
     )
     def test_an_entry_nginx_would_read_as_more_is_left_out_and_named(self, route, names):
+        """An entry whose route or names nginx would read as more is left out and named, the others kept."""
         entry = {"service": "s_x", "name_in_stack": "x", "route": route, **names}
         routes, left_out = routes_of({"services": [entry, "junk"]})
         assert routes == []
