@@ -86,6 +86,7 @@ SOURCES = "".join(
 
 class TestReadmeCommands:
     def test_the_readme_has_the_commands_a_new_user_needs(self):
+        """The README shows how to deploy, load and test: the commands a new user starts with."""
         texts = [command.text for command in COMMANDS]
         assert "./deploy-autoscaling.sh" in " ".join(texts)
         assert any(text.startswith("./stress-test.sh --profile heavy") for text in texts)
@@ -93,6 +94,7 @@ class TestReadmeCommands:
 
     @pytest.mark.parametrize("command", COMMANDS, ids=lambda command: command.text[:60])
     def test_every_file_a_command_names_exists(self, command):
+        """Every file a README command names is in the repository, or made by a command before it."""
         words = command.words
         for index, word in enumerate(words):
             previous = words[index - 1] if index else ""
@@ -110,21 +112,25 @@ class TestReadmeCommands:
 
     @pytest.mark.parametrize("command", COMMANDS, ids=lambda command: command.text[:60])
     def test_every_variable_a_command_sets_is_documented_and_read(self, command):
+        """Every variable a README command sets is in the variables table and read somewhere."""
         for name in command.variables:
             assert name in DOCUMENTED, f"{command.text}: {name} is not in the variables table"
             assert name in SOURCES, f"{command.text}: nothing reads {name}"
 
     @pytest.mark.parametrize("command", COMMANDS, ids=lambda command: command.text[:60])
     def test_every_endpoint_a_command_asks_for_is_documented(self, command):
+        """Every endpoint a README command asks for is in the endpoints table."""
         for url in re.findall(r"https?://[^\s'\"]+", command.text):
             path = "/" + url.split("/", 3)[3].split("?")[0] if url.count("/") >= 3 else "/"
             assert f"`GET {path}`" in README or path.startswith("/api/"), f"{command.text}: {path}"
 
     def test_the_load_generators_commands_are_ones_it_takes(self):
+        """Every load generator command in the README parses with the load generator's own parser."""
         for command in named(LOADTEST):
             parse_arguments(arguments_after(command, LOADTEST))  # exits 2 on an unknown or bad option
 
     def test_the_backtest_commands_are_ones_it_takes(self):
+        """Every backtest command in the README parses with the backtest's own parser."""
         cwd = Path.cwd()
         os.chdir(ROOT)  # the README's paths are the repository's
         try:
@@ -134,6 +140,7 @@ class TestReadmeCommands:
             os.chdir(cwd)
 
     def test_the_deploy_scripts_options_are_its_own(self):
+        """Every option the README passes to the deploy script is one it takes."""
         script = (ROOT / "deploy-autoscaling.sh").read_text()
         taken = set(re.findall(r"^\s+(--[a-z-]+)\)", script, re.MULTILINE))
         for command in named(("./deploy-autoscaling.sh",)):
@@ -144,6 +151,7 @@ class TestReadmeCommands:
                 assert word in taken, f"{command.text}: {word} is not one of {sorted(taken)}"
 
     def test_the_local_swarm_commands_are_its_own(self):
+        """Every local-swarm command and option in the README is one the script takes."""
         script = (ROOT / "local-swarm.sh").read_text()
         taken = set(re.findall(r"^\s+([a-z-]+)\)", script, re.MULTILINE))
         options = set(re.findall(r"^\s+(--[a-z-]+)\)", script, re.MULTILINE))
@@ -156,6 +164,7 @@ class TestReadmeCommands:
             assert set(flags) <= options, f"{command.text}: {flags} are not among {sorted(options)}"
 
     def test_every_autoscaler_endpoint_in_the_table_is_served(self):
+        """The autoscaler's endpoints in the table are exactly those it serves."""
         from autoscaler.api import routes  # noqa: PLC0415 - only this test needs the daemon's routes
         from autoscaler.records import DaemonState  # noqa: PLC0415 - as above
 
@@ -189,11 +198,13 @@ class TestReadmeCommandsRun:
         ids=lambda arguments: " ".join(arguments[-3:]),
     )
     def test_each_commands_help(self, arguments):
+        """Each command's --help runs and prints something."""
         result = run(arguments)
         assert result.returncode == 0, result.stderr
         assert result.stdout.strip()
 
     def test_the_backtest_on_one_day_of_the_shipped_trace(self):
+        """The README's backtest runs on a day of the trace the repository ships."""
         (command,) = [command for command in named(BACKTEST) if "--trace" in command.words]
         words = arguments_after(command, BACKTEST)
         words[words.index("--start") + 1] = "1998-06-30 00:00:00"
@@ -203,10 +214,12 @@ class TestReadmeCommandsRun:
         assert "predictive" in result.stdout
 
     def test_a_registry_that_is_no_address_stops_the_deploy_before_anything_is_built(self):
+        """A REGISTRY that is no address stops the deploy with exit 2, naming it, before anything is built."""
         result = run(["./deploy-autoscaling.sh"], REGISTRY="not a registry!")
         assert result.returncode == 2
         assert "REGISTRY=not a registry!" in result.stderr
 
     def test_down_of_a_stack_that_is_not_there_removes_nothing_and_succeeds(self):
+        """--down of a stack that is not deployed succeeds and removes nothing."""
         result = run(["./deploy-autoscaling.sh", "--down"], STACK_NAME=f"readme-check-{os.getpid()}")
         assert result.returncode == 0, result.stderr

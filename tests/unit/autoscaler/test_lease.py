@@ -53,6 +53,7 @@ class TestLeaseRules:
         assert (store.record.holder, store.record.term) == ("a", 1)
 
     def test_a_standby_never_takes_a_lease_that_is_renewed(self):
+        """As long as the holder renews, a standby attempting between renewals never takes the lease."""
         store, a, b = Store(), Elector(), Elector()
         a = attempt(a, "a", store, 0.0)
         a = attempt(a, "a", store, 15.0)
@@ -64,6 +65,7 @@ class TestLeaseRules:
         assert store.record.holder == "a"
 
     def test_a_standby_takes_over_a_lease_duration_after_the_last_renewal_it_saw(self):
+        """A standby takes the lease one lease duration after it last saw it change, on its own clock."""
         store, a, b = Store(), Elector(), Elector()
         a = attempt(a, "a", store, 0.0)
         a = attempt(a, "a", store, 15.0)
@@ -76,6 +78,7 @@ class TestLeaseRules:
         assert (store.record.holder, store.record.term) == ("b", 2)
 
     def test_a_holder_that_cannot_renew_stops_acting_before_anyone_can_take_over(self):
+        """A holder that cannot renew stops acting at its renew deadline, before a standby's wait ends."""
         store, a = Store(), Elector()
         a = attempt(a, "a", store, 0.0)
         a = attempt(a, "a", store, 15.0)
@@ -83,6 +86,7 @@ class TestLeaseRules:
         assert not lease.leading(a, 25.0, KUBERNETES)  # the renew deadline, 10 s; a standby waits 15
 
     def test_a_refused_write_ends_the_term_at_once(self):
+        """A renewal refused because another wrote first ends the term at once."""
         store, a = Store(), Elector()
         a = attempt(a, "a", store, 0.0)
         a = attempt(a, "a", store, 15.0)
@@ -93,6 +97,7 @@ class TestLeaseRules:
         assert not lease.leading(a, 16.0, KUBERNETES)
 
     def test_an_instance_named_as_holder_by_its_own_earlier_run_takes_it_back_at_once(self):
+        """An instance restarted under the same name takes its lease back at once, in a new term."""
         store = Store()
         store.record = Record("a", 4, 7)
         a = attempt(Elector(), "a", store, 0.0)
@@ -146,6 +151,7 @@ class TestConfigLeaseStore:
         return asyncio.run(go())
 
     def test_creates_the_lease_with_no_holder_and_writes_it_against_the_version_read(self):
+        """The store creates the lease's config without a holder, and a write names the version it read."""
         engine = FakeEngineConfigs()
 
         async def body(store):
@@ -159,6 +165,8 @@ class TestConfigLeaseStore:
         assert engine.holder() == "a"
 
     def test_a_write_against_an_older_version_is_refused(self):
+        """A write against a version someone else has written since is refused: the Raft store's compare-
+        and-swap."""
         engine = FakeEngineConfigs()
 
         async def body(store):
@@ -171,6 +179,7 @@ class TestConfigLeaseStore:
         assert engine.holder() == "a"
 
     def test_a_lease_another_instance_created_first_is_used(self):
+        """When two instances create the lease at once, the loser uses the one that exists."""
         engine = FakeEngineConfigs()
         engine.answers = [httpx.Response(200, json=[])]  # the listing misses the config being created
 
@@ -213,6 +222,7 @@ class TestConfigLeaseStore:
         ids=["engine error", "not json", "not a list", "no version", "version not a number", "negative term"],
     )
     def test_a_malformed_answer_fails_the_attempt(self, answer):
+        """A malformed engine answer fails the attempt, never takes the lease."""
         engine = FakeEngineConfigs()
         engine.answers = [answer]
 
@@ -223,6 +233,7 @@ class TestConfigLeaseStore:
             self.run(engine, body)
 
     def test_an_engine_that_does_not_answer_fails_the_attempt(self):
+        """An engine that does not answer fails the attempt."""
         def refuse(request):
             raise httpx.ConnectError("no socket", request=request)
 
@@ -265,6 +276,7 @@ class Instances:
 
 class TestLeadership:
     def test_one_instance_acts_and_says_so_and_the_other_stands_by(self):
+        """Of two instances one acts, with a term, and the other stands by and says whom it follows."""
         instances = Instances("a", "b")
 
         async def body(loops):
@@ -281,6 +293,7 @@ class TestLeadership:
         assert woken
 
     def test_confirm_renews_for_the_holder_and_refuses_a_deposed_one(self):
+        """confirm() before a write renews for the holder and refuses an instance deposed since."""
         instances = Instances("a", "b")
 
         async def body(loops):
@@ -305,6 +318,7 @@ class TestLeadership:
         assert instances.engine.holder() == "b"
 
     def test_an_engine_without_quorum_ends_the_term_within_the_renew_deadline(self):
+        """When the managers lose quorum, renewals fail and the term ends within the renew deadline."""
         instances = Instances("a")
 
         async def body(loops):
@@ -327,6 +341,7 @@ class TestLeadership:
 
 class TestLeaseSettings:
     def test_kubernetes_defaults(self):
+        """The lease's defaults are client-go's: 15 s lease, 10 s renew deadline, 2 s retry."""
         assert load({}).instance.lease == KUBERNETES
 
     @pytest.mark.parametrize(

@@ -61,6 +61,7 @@ def dying_then_healthy(tmp_path: Path) -> Iterator[tuple[Proxy, int, int]]:
 
 class TestBalancer:
     def test_requests_go_in_turn_to_every_pushed_task(self, tmp_path: Path) -> None:
+        """Requests go in turn to every task pushed, evenly."""
         with upstream_server() as first, upstream_server() as second, started(tmp_path, []) as proxy:
             assert proxy.push([f"127.0.0.1:{first}", f"127.0.0.1:{second}"]).status_code == 200
             assert proxy.tasks() == [f"127.0.0.1:{first}", f"127.0.0.1:{second}"]
@@ -71,6 +72,7 @@ class TestBalancer:
         assert spread == {str(first): 20, str(second): 20}
 
     def test_a_push_changes_the_tasks_without_a_reload(self, tmp_path: Path) -> None:
+        """A push changes where requests go with the same nginx workers: no reload."""
         with upstream_server() as second, started(tmp_path, ["127.0.0.1"]) as proxy:
             workers = proxy.workers()
             with httpx.Client(base_url=proxy.entry) as client:
@@ -82,6 +84,7 @@ class TestBalancer:
             assert proxy.workers() == workers, "nginx reloaded"
 
     def test_a_task_that_refuses_is_tried_once_per_worker_then_rests(self, proxy: Proxy) -> None:
+        """A task that refuses connections is tried once by each worker, then rests; no request fails."""
         with httpx.Client(base_url=proxy.entry) as client:
             answered_by(client, 30)  # every request answered: refused tries went to the other task
         text = proxy.counters(30)
@@ -90,6 +93,7 @@ class TestBalancer:
         assert 1 <= float(refused[0].split()[-1]) <= 2  # two workers, each tries it once
 
     def test_a_dying_tasks_503_is_retried_on_another_task(self, tmp_path: Path) -> None:
+        """A GET answered 503 by a draining task is retried on another and succeeds."""
         with (
             dying_then_healthy(tmp_path) as (proxy, _, healthy),
             httpx.Client(base_url=proxy.entry) as client,
@@ -97,6 +101,7 @@ class TestBalancer:
             until_answered_only_by(client, {healthy})
 
     def test_a_post_that_reached_a_task_is_not_sent_again(self, tmp_path: Path) -> None:
+        """A POST that reached a task is not sent again: it may have had an effect."""
         with dying_then_healthy(tmp_path) as (proxy, dying, _):
             time.sleep(3 * SYNC_INTERVAL)
             with httpx.Client(base_url=proxy.entry) as client:
@@ -105,6 +110,7 @@ class TestBalancer:
         assert (answer.status_code, answer.text.strip()) == (503, str(dying))
 
     def test_a_push_that_is_not_a_task_list_is_refused_and_changes_nothing(self, proxy: Proxy) -> None:
+        """A push whose lines are not '<service> <ip>:<port>' is refused whole and changes nothing."""
         before = proxy.tasks()
         for lines in (
             ["web 10.0.0.1:80", "web 10.0.0.2:80; deny all"],
@@ -117,6 +123,7 @@ class TestBalancer:
         assert proxy.tasks() == before == [proxy.upstream, proxy.refusing]
 
     def test_the_pushed_tasks_outlive_a_reload(self, tmp_path: Path) -> None:
+        """The tasks pushed last are the new workers' after a reload."""
         with upstream_server() as second, started(tmp_path, ["127.0.0.1"]) as proxy:
             assert proxy.push([f"127.0.0.1:{second}"]).status_code == 200
             before = proxy.workers()
@@ -130,11 +137,13 @@ class TestBalancer:
                 assert answered_by(client, 4) == {str(second): 4}
 
     def test_without_tasks_a_request_is_refused_with_503(self, tmp_path: Path) -> None:
+        """Without tasks nginx answers 503 at once rather than hang."""
         with started(tmp_path, []) as proxy:
             assert httpx.get(proxy.entry + "/api/ok").status_code == 503
             assert proxy.tasks() == []
 
     def test_each_route_goes_to_its_own_services_tasks(self, tmp_path: Path) -> None:
+        """Each route's requests go only to its own service's tasks."""
         with upstream_server() as shop_port:
             shop = Route(service="s_shop", counted_as="shop", path="/shop/", port=shop_port)
             with (
@@ -157,6 +166,7 @@ class TestBalancer:
                 assert client.get("/shop/ok").status_code == 200
 
     def test_status_shows_connections_requests_and_each_tasks_state(self, proxy: Proxy) -> None:
+        """/nginx/status shows the connections, the requests and each task's state."""
         with httpx.Client(base_url=proxy.entry) as client:
             answered_by(client, 10)
         proxy.counters(10)
@@ -170,11 +180,13 @@ class TestBalancer:
 
 class TestHttpPusher:
     def test_the_agents_push_reaches_nginx(self, proxy: Proxy) -> None:
+        """The agent's pusher sets the tasks of a real nginx."""
         settings = replace(PROXY, control_port=urlsplit(proxy.control).port)
         asyncio.run(http_pusher(settings)([f"web {proxy.upstream}"]))
         assert proxy.tasks() == [proxy.upstream]
 
     def test_the_agents_rate_limit_reaches_nginx(self, proxy: Proxy) -> None:
+        """The agent's pusher sets the rate limit of a real nginx."""
         settings = replace(PROXY, control_port=urlsplit(proxy.control).port)
         asyncio.run(http_pusher(settings, "rate_limits")(["web 7.5 3"]))
         status = httpx.get(proxy.admin + "/nginx/status", timeout=5).json()
@@ -185,6 +197,7 @@ class TestHttpPusher:
         }
 
     def test_a_push_nginx_refuses_or_cannot_take_is_an_error(self, proxy: Proxy) -> None:
+        """A push nginx refuses, or one that cannot reach it, is an error for the agent to report."""
         settings = replace(PROXY, control_port=urlsplit(proxy.control).port)
         with pytest.raises(PushFailedError, match="400"):
             asyncio.run(http_pusher(settings)(["not an address"]))
