@@ -37,11 +37,13 @@ class TestValueIn:
 
     @pytest.mark.parametrize("value", ["NaN", "+Inf", "-Inf"])
     def test_a_value_that_is_not_a_finite_number_is_refused(self, value):
+        """A source value that is NaN or infinite is refused, naming the metric."""
         with pytest.raises(BadValueError, match="queue_length is"):
             value_in(f"queue_length {value}\n", "queue_length", ())
 
     @pytest.mark.parametrize("text", ["queue_length{ 7\n", "queue_length seven\n", "<html>oops</html>\n"])
     def test_garbage_is_refused(self, text):
+        """An answer that is not Prometheus text is refused."""
         with pytest.raises(BadValueError, match="not Prometheus text"):
             value_in(text, "queue_length", ())
 
@@ -49,9 +51,11 @@ class TestValueIn:
 class TestCombined:
     @pytest.mark.parametrize(("how", "expected"), [("sum", 12.0), ("mean", 4.0), ("max", 7.0)])
     def test_combines_the_tasks_values(self, how, expected):
+        """The tasks' values combine by sum, mean or max."""
         assert combined([2.0, 3.0, 7.0], how) == expected
 
     def test_no_values_is_no_value(self):
+        """No values combine to no value, not zero."""
         assert combined([], "max") is None
 
 
@@ -63,6 +67,7 @@ class TestParseSource:
         assert thresholds == Thresholds(up=10, down=5)
 
     def test_every_option(self):
+        """Every autoscaler.source.* label is read into the source."""
         labels = {
             **LABELS,
             "autoscaler.source.url": "http://a:1/m, http://b:2/m",
@@ -79,6 +84,7 @@ class TestParseSource:
         assert thresholds == Thresholds(up=10, down=2)
 
     def test_no_source_labels_is_no_source(self):
+        """Without source labels a service has no source."""
         assert parse_source({"autoscaler.min_replicas": "1"}) is None
 
     @pytest.mark.parametrize(
@@ -96,11 +102,13 @@ class TestParseSource:
         ],
     )
     def test_a_bad_label_is_named(self, label, value, problem):
+        """A bad source label is named, with its problem."""
         with pytest.raises(ConfigError, match=problem) as raised:
             parse_source({**LABELS, label: value})
         assert raised.value.name == label
 
     def test_a_source_needs_its_url_metric_and_threshold(self):
+        """A source without its URL, metric or threshold is refused, naming the label missing."""
         for required in ("url", "metric", "scale_up_threshold"):
             labels = {key: value for key, value in LABELS.items() if not key.endswith(required)}
             with pytest.raises(ConfigError) as raised:
@@ -117,16 +125,19 @@ class TestSourcePolicy:
         assert policy.source is not None
 
     def test_external_without_a_source_is_refused(self):
+        """Scaling on external without a source is refused."""
         with pytest.raises(ConfigError, match="metric source"):
             service_policy({}, {"autoscaler.scaling_metrics": "external"})
 
     def test_a_minimum_of_zero_is_allowed(self):
+        """With a source, a minimum of zero replicas is allowed: the source can wake the service."""
         policy = service_policy({}, {"autoscaler.min_replicas": "0", **LABELS})
         assert policy.min_replicas == 0
 
 
 class TestObservationValue:
     def test_per_replica_shares_the_value_out(self):
+        """A per-replica source is divided among the ready replicas; otherwise it is the service's value."""
         observation = Observation(
             current_replicas=4, ready_replicas=2, external=10.0, external_per_replica=True
         )
@@ -172,6 +183,7 @@ class TestReadSource:
         return asyncio.run(go())
 
     def test_reads_every_task_of_every_url(self):
+        """Every task behind every URL is read and their values combined."""
         pages = {
             "10.0.0.1": "queue_length 4\n",
             "10.0.0.2": "queue_length 9\n",

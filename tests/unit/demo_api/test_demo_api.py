@@ -16,9 +16,12 @@ class TestDemoApi:
         ("query", "expected"), [("ms=25", 25), ("", 10), ("ms=-1", None), ("ms=x", None), ("ms=5001", None)]
     )
     def test_work_parameter(self, query, expected):
+        """?ms= is a whole number of CPU milliseconds up to 5000, 10 by default; else refused."""
         assert work_milliseconds(query) == expected
 
     def test_endpoints(self, demo_api):
+        """/api/health answers, /api/work burns the CPU asked for and names the task, and a bad parameter
+        is a 400."""
         assert httpx.get(demo_api + "/api/health").json() == {"status": "ok"}
         work = httpx.get(demo_api + "/api/work?ms=5").json()
         assert work["served_by"] == "127.0.0.1"
@@ -30,10 +33,12 @@ class TestDemoApi:
         ("query", "expected"), [("p=0.25", 0.25), ("", 0.1), ("p=1.5", None), ("p=x", None)]
     )
     def test_failure_parameter(self, query, expected):
+        """?p= is a fraction from 0 to 1, 0.1 by default; anything else is refused."""
         assert failure_fraction(query) == expected
 
     def test_wait_queues_beyond_its_workers(self, demo_api):
         # Six requests of 100 to 300 ms through two workers take three rounds.
+        """/api/wait queues requests beyond its workers, as a service short of replicas does."""
         started = time.monotonic()
         with ThreadPoolExecutor(6) as pool:
             answers = list(pool.map(lambda _: httpx.get(demo_api + "/api/wait?ms=200", timeout=30), range(6)))
@@ -43,16 +48,19 @@ class TestDemoApi:
         assert httpx.get(demo_api + "/api/wait?ms=oops").status_code == 400
 
     def test_other_methods_and_paths_are_refused(self, demo_api):
+        """Other methods are 405 and other paths 404."""
         assert httpx.post(demo_api + "/api/health").status_code == 405
         assert httpx.get(demo_api + "/nothing").status_code == 404
 
     def test_work_takes_a_post_with_a_body(self, demo_api):
+        """A POST's body is read to its end, so that keep-alive connections stay usable."""
         with httpx.Client() as client:
             for _ in range(3):  # on one keep-alive connection: each body read to its end
                 answer = client.post(demo_api + "/api/work?ms=2", content=b"x" * 5000)
                 assert (answer.status_code, answer.json()["cpu_ms"]) == (200, 2)
 
     def test_flaky_fails_the_fraction_asked_for(self, demo_api):
+        """/api/flaky fails with 500 about the fraction asked for."""
         with httpx.Client() as client:
             assert {client.get(demo_api + "/api/flaky?p=1").status_code for _ in range(5)} == {500}
             assert {client.get(demo_api + "/api/flaky?p=0").status_code for _ in range(5)} == {200}
@@ -64,6 +72,7 @@ class TestItemsWithoutADataTier:
     """Without DATA_ROUTER the item endpoints exist and say why they cannot answer: a fast 503."""
 
     def test_items_answer_503_at_once(self, demo_api):
+        """Without DATA_ROUTER the item endpoints answer 503 at once and say why."""
         started = time.monotonic()
         assert httpx.post(demo_api + "/api/items", json={"value": "x"}).status_code == 503
         answer = httpx.get(demo_api + "/api/items/1")
@@ -75,9 +84,11 @@ class TestItemsWithoutADataTier:
         "body", [b"not json", b'{"value": 5}', b"[]", b'{"value": "' + b"x" * 10_001 + b'"}']
     )
     def test_a_bad_item_is_refused_before_the_database(self, demo_api, body):
+        """A malformed item is a 400 before any database is asked."""
         assert httpx.post(demo_api + "/api/items", content=body).status_code == 400
 
     def test_an_item_id_is_a_whole_number(self, demo_api):
+        """An item id that is not a whole number is no such path: 404."""
         assert httpx.get(demo_api + "/api/items/abc").status_code == 404
 
 
@@ -85,6 +96,7 @@ class TestGracefulShutdown:
     """At SIGTERM: no new connections, requests in flight finish, idle keep-alive connections close."""
 
     def test_a_request_in_flight_finishes(self):
+        """On SIGTERM a request in flight is served to its end before the process exits."""
         with running_demo() as demo, ThreadPoolExecutor(1) as pool:
             in_flight = pool.submit(httpx.get, demo.url + "/api/wait?ms=1000", timeout=30)
             while not demo.server.server_state.tasks:
@@ -96,6 +108,7 @@ class TestGracefulShutdown:
                 httpx.get(demo.url + "/api/health")
 
     def test_an_idle_keep_alive_connection_does_not_hold_the_exit(self):
+        """An idle keep-alive connection is closed at shutdown and does not hold the exit."""
         with running_demo() as demo, httpx.Client() as client:
             assert client.get(demo.url + "/api/health").status_code == 200
             demo.stop()
@@ -151,6 +164,7 @@ class TestReadsAfterALostConnection:
         assert store.reads.checks == 2
 
     def test_a_read_that_loses_three_connections_is_a_503(self, monkeypatch):
+        """A read that loses its connection three times is a 503, after three tries."""
         store = self.store(monkeypatch, losses=3)
         with pytest.raises(items.UnavailableError):
             asyncio.run(store.search("abc"))
