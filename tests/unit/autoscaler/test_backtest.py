@@ -33,6 +33,7 @@ def minutes(counts, start="2000-01-01 00:00:00"):
 class TestElasticity:
     def test_formulas_on_a_series_worked_by_hand(self):
         # demand 2 4 4 0 ; supply 2 2 5 1 ; 60 s steps (T = 4 min)
+        """The SPEC elasticity scores match a short series worked out by hand."""
         scores = elasticity([2, 4, 4, 0], [2, 2, 5, 1], 60)
         assert scores.under_accuracy == pytest.approx(100 * (0 + 2 / 4 + 0 + 0) / 4)  # 12.5
         assert scores.over_accuracy == pytest.approx(100 * (0 + 0 + 1 / 4 + 0) / 4)  # 6.25 (d = 0 adds 0)
@@ -44,6 +45,8 @@ class TestElasticity:
         assert scores.instability == pytest.approx(100 * 2 / 3)
 
     def test_speedup_is_the_geometric_mean_of_the_static_ratios(self):
+        """The elastic speed-up is the geometric mean of the ratios to a static supply; a zero score counts
+        as its floor."""
         static = Elasticity(10, 40, 20, 80, 0, 0)
         result = Elasticity(5, 20, 10, 40, 0, 0)
         assert elastic_speedup(result, static) == pytest.approx(2.0)
@@ -52,11 +55,13 @@ class TestElasticity:
         )
 
     def test_static_supply_is_the_ceiling_of_the_mean_demand(self):
+        """The static baseline supplies the ceiling of the mean demand at every step."""
         assert static_supply([1, 2, 2]) == [2, 2, 2]
 
 
 class TestTrace:
     def test_missing_steps_count_zero_and_the_window_cuts(self):
+        """A minute missing from the trace counts zero, and the window cuts at its bounds."""
         rows = minutes([10, 20, 30, 40, 50])
         del rows[2]
         trace = from_rows(rows, start="2000-01-01 00:01:00", end="2000-01-01 00:04:00")
@@ -64,17 +69,21 @@ class TestTrace:
         assert trace.counts == [20, 0, 40]
 
     def test_a_window_outside_the_trace_is_refused(self):
+        """A window outside the trace is refused rather than an empty replay."""
         with pytest.raises(TraceError):
             from_rows(minutes([1, 2, 3]), start="1999-12-31 23:00:00")
 
 
 class TestReplay:
     def test_demand_keeps_cpu_at_or_below_the_up_threshold(self):
+        """The demand at a step is the fewest replicas that keep CPU at or below the up threshold."""
         policy = parse_policy({})
         model = Model(capacity=100, provisioning_delay=60, check_interval=30)
         assert [demand_for(load, model, policy) for load in (0, 70, 71, 140)] == [0, 1, 2, 2]
 
     def test_new_replicas_serve_after_the_provisioning_delay_and_overload_is_unserved(self):
+        """A new replica serves only after the provisioning delay; the load above capacity meanwhile is
+        unserved."""
         trace = from_rows(minutes([100] * 2 + [400] * 8))
         policy = parse_policy(
             {
@@ -97,6 +106,7 @@ class TestReplay:
     @pytest.mark.parametrize("algorithm", ALGORITHMS)
     @pytest.mark.parametrize("load", [0.0, 0.5, 1.3, 3.7, 6.2])
     def test_no_flapping_on_a_constant_load(self, algorithm, load):
+        """No algorithm flaps on a constant load over three hours."""
         capacity = 1000.0
         trace = from_rows(minutes([load * capacity] * 180))  # three hours
         run = cli.simulate(trace, [algorithm], Model(capacity, 60, 30), {})[0].replay
@@ -108,6 +118,8 @@ class TestReplay:
 
 class TestOneDecisionFunction:
     def test_the_daemon_and_the_simulator_call_the_same_decide(self, monkeypatch):
+        """The daemon and the simulator decide through the same function: what the backtest shows is what
+        runs."""
         callers = []
         real = core.decide
 
@@ -138,6 +150,7 @@ class TestOneDecisionFunction:
 
 class TestCli:
     def test_json_has_exactly_the_agreed_keys(self, tmp_path, capsys):
+        """The --json output has exactly the keys the documentation lists."""
         trace = tmp_path / "trace.csv"
         trace.write_text(
             "period,count\n"
@@ -166,6 +179,7 @@ class TestCli:
         assert len(lines) == 1 + 4 * 480
 
     def test_a_bad_policy_variable_exits_2(self, tmp_path, monkeypatch):
+        """A bad policy variable stops the backtest with exit 2, as the daemon does."""
         trace = tmp_path / "trace.csv"
         trace.write_text("\n".join(f"{t},{c}" for t, c in minutes([1, 2, 3])) + "\n")
         monkeypatch.setenv("MIN_REPLICAS", "zero")
@@ -186,5 +200,6 @@ class TestShippedTrace:
         assert sum(trace.counts) == 1_352_804_107
 
     def test_a_window_of_it(self):
+        """The trace shipped in the repository reads, and its busiest minute is the known one."""
         trace = read(SHIPPED_TRACE, "1998-07-07 21:40:00", "1998-07-07 21:43:00")
         assert max(trace.counts) == 229_426

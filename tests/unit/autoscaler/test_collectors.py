@@ -26,6 +26,7 @@ def parsed(*reports):
 
 class TestMergeReports:
     def test_weights_each_node_by_its_tasks(self):
+        """Nodes' reports merge into one per service, each node weighted by its tasks."""
         merged = merge_reports(parsed(report(3, 80.0, 10.0, 100.0), report(1, 40.0, 50.0, 90.0, first=4)))[
             "s_web"
         ]
@@ -35,6 +36,7 @@ class TestMergeReports:
         assert merged.sampled_at == 90.0
 
     def test_a_node_without_cpu_yet_is_left_out_of_the_cpu_mean(self):
+        """A node with no CPU figure yet is left out of the CPU mean rather than counted as zero."""
         merged = merge_reports(parsed(report(2, None, 10.0, 100.0), report(2, 60.0, 10.0, 100.0, first=3)))[
             "s_web"
         ]
@@ -50,6 +52,7 @@ class TestReadCollectors:
         return asyncio.run(go())
 
     def test_reads_every_collector(self):
+        """Every collector behind the name is read, and the nodes that answered are known."""
         reading = self.read(
             {
                 "10.0.0.1": report(1, 90.0, 10.0, 5.0, node_id="n1"),
@@ -63,6 +66,7 @@ class TestReadCollectors:
         assert reading.nodes == {"n1", "n2"}
 
     def test_a_failing_collector_is_reported_and_the_rest_used(self):
+        """A collector that fails is reported, and the others' reports are used."""
         reading = self.read(
             {"10.0.0.1": report(1, 90.0, 10.0, 5.0), "10.0.0.2": None}, ["10.0.0.1", "10.0.0.2"]
         )
@@ -71,6 +75,7 @@ class TestReadCollectors:
         assert set(reading.errors) == {"10.0.0.2"}
 
     def test_an_unresolvable_name_is_an_error_not_a_crash(self):
+        """A collector name that does not resolve is an error for the check, not a crash."""
         async def fail(host, port):
             raise OSError("Name or service not known")
 
@@ -89,6 +94,7 @@ class TestParseReport:
         [[], None, "text", {"services": None}, {"services": []}, {}, {"node": "n"}],
     )
     def test_an_answer_that_is_not_a_report_is_refused(self, document):
+        """An answer of the wrong shape is refused as a whole."""
         with pytest.raises(BadReportError):
             parse_report(document)
 
@@ -106,6 +112,7 @@ class TestParseReport:
         ],
     )
     def test_a_bad_entry_drops_only_that_service(self, change, problem):
+        """A bad entry drops only its service, with the problem named."""
         document = {
             "services": {"s_web": {**entry(1, 50.0, 10.0, 5.0), **change}, "s_db": entry(1, 5.0, 5.0, 5.0)}
         }
@@ -114,12 +121,14 @@ class TestParseReport:
         assert report.problems["s_web"].startswith(problem)
 
     def test_nan_in_the_json_text_is_refused_too(self):
+        """NaN written in the JSON text itself is refused like any other non-finite number."""
         text = b'{"services": {"s_web": {"task_ids": ["t1"], "cpu_percent": NaN, "sampled_at": 5}}}'
         reading = TestReadCollectors().read({"10.0.0.1": text}, ["10.0.0.1"])
         assert reading.services == {}
         assert "cpu_percent" in reading.entry_problems["s_web at 10.0.0.1"]
 
     def test_an_answer_that_is_not_json_counts_as_that_collector_failing(self):
+        """An answer that is not JSON counts as that collector failing."""
         reading = TestReadCollectors().read(
             {"10.0.0.1": b"<html>", "10.0.0.2": report(1, 70.0, 10.0, 5.0)}, ["10.0.0.1", "10.0.0.2"]
         )

@@ -50,10 +50,12 @@ class Instances:
 
 class TestReadEntryPoints:
     def test_the_first_read_names_the_services_but_has_no_window_yet(self):
+        """The first read names the services counted but has no window: one reading is no difference."""
         reading = Instances({FIRST: text(fast=10)}).read()
         assert (reading.windows, reading.counted, reading.instances_answered) == ({}, {"web"}, 1)
 
     def test_a_window_is_the_difference_of_two_reads(self):
+        """A window is what the counters gained between two reads."""
         instances = Instances({FIRST: text(fast=10)})
         instances.read(at=1000)
         instances.answers[FIRST] = text(fast=40, slow=10, errors=5)
@@ -64,6 +66,7 @@ class TestReadEntryPoints:
         assert window.latency_ms(0.95) > 1000  # 10 of 40 took 2 s
 
     def test_the_window_starts_at_the_newest_read_at_least_a_window_old(self):
+        """The window starts at the newest read at least METRICS_WINDOW old."""
         instances = Instances({FIRST: text(fast=0)})
         for at, fast in ((1000, 0), (1010, 100), (1020, 300), (1030, 700)):
             instances.answers[FIRST] = text(fast=fast)
@@ -72,6 +75,7 @@ class TestReadEntryPoints:
         assert (window.counters.requests, window.seconds) == (600, 20)  # from the read at 1010
 
     def test_instances_are_merged(self):
+        """Every entry point instance's window is added into the service's."""
         instances = Instances({FIRST: text(fast=0), SECOND: text(fast=0)})
         instances.read(at=1000)
         instances.answers = {FIRST: text(fast=100), SECOND: text(slow=100)}
@@ -81,12 +85,14 @@ class TestReadEntryPoints:
         assert window.latency_ms(0.75) > 1000
 
     def test_a_restarted_instance_counts_from_zero(self):
+        """An instance whose counters went down restarted: it counts from zero."""
         instances = Instances({FIRST: text(fast=500)})
         instances.read(at=1000)
         instances.answers[FIRST] = text(fast=30)
         assert instances.read(at=1010).windows["web"].counters.requests == 30
 
     def test_an_instance_that_fails_is_named_and_the_others_still_count(self):
+        """An instance that fails is named, and the others' counts still make the window."""
         instances = Instances({FIRST: text(fast=0), SECOND: text(fast=0)})
         instances.read(at=1000)
         instances.answers = {FIRST: text(fast=50), SECOND: None}
@@ -109,10 +115,12 @@ class TestReadEntryPoints:
         assert (reading.instances_answered, reading.unread) == (1, 1)
 
     def test_an_answer_that_is_not_counters_is_that_instance_not_answering(self):
+        """An answer that is not counters is that instance not answering."""
         reading = Instances({FIRST: "{not prometheus text"}).read()
         assert set(reading.errors) == {FIRST}
 
     def test_a_service_with_inconsistent_counters_is_named_and_left_out(self):
+        """A service whose counters do not add up is named and left out; the others are read."""
         answer = (
             '# TYPE entrypoint_requests_total counter\nentrypoint_requests_total{service="web",code="1"} 1\n'
         )
@@ -121,6 +129,7 @@ class TestReadEntryPoints:
         assert reading.counted == {"api"}
 
     def test_an_instance_gone_from_dns_is_forgotten(self):
+        """An instance gone from DNS is forgotten with its history."""
         instances = Instances({FIRST: text(fast=10), SECOND: text(fast=10)})
         instances.read(at=1000)
         instances.addresses = [SECOND]
@@ -131,6 +140,7 @@ class TestReadEntryPoints:
         assert instances.read(at=1020).windows["web"].counters.requests == 0
 
     def test_an_instance_that_misses_one_read_keeps_its_window(self):
+        """An instance that misses one read keeps its history, and its window resumes."""
         instances = Instances({FIRST: text(fast=10)})
         instances.read(at=1000)
         instances.answers[FIRST] = None
@@ -139,6 +149,7 @@ class TestReadEntryPoints:
         assert instances.read(at=1020).windows["web"].counters.requests == 15
 
     def test_an_unresolvable_name_is_an_error_and_no_window(self):
+        """An entry point name that does not resolve is an error, and no window is made up."""
         instances = Instances({FIRST: text(fast=10)})
         instances.addresses = "unresolvable"
         reading = instances.read()
