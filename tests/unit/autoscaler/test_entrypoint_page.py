@@ -27,6 +27,7 @@ entrypoint_lost_counts_total 0
 
 class TestParse:
     def test_reads_every_service(self):
+        """Every service on the page is read with its counts by status and its histogram."""
         text = exposition("web", counted([0.1, 0.2]), {"200": 1, "503": 1}) + exposition(
             "api", counted([0.3]), {"404": 1}
         )
@@ -47,6 +48,7 @@ class TestParse:
         ],
     )
     def test_a_service_with_inconsistent_counters_is_left_out_alone(self, old, new, problem):
+        """A service whose counters are inconsistent is left out and named; the others are read."""
         good = exposition("web", counted([0.1]), {"200": 1})
         bad = exposition("api", counted([0.1]), {"200": 1}).replace(old, new)
         reading = parse(good + bad)
@@ -54,10 +56,12 @@ class TestParse:
         assert problem in reading.malformed["api"]
 
     def test_text_that_is_not_prometheus_is_an_error(self):
+        """A page that is not Prometheus text is an error for the whole instance."""
         with pytest.raises(ValueError, match="metric name"):
             parse("<html>502 Bad Gateway</html>")
 
     def test_other_metrics_are_ignored(self):
+        """Families other than the entry point's are ignored."""
         assert parse("# TYPE nginx_up gauge\nnginx_up 1\n").services == {}
 
     def test_the_families_not_kept_are_skipped_as_the_lua_page_writes_them(self):

@@ -11,19 +11,23 @@ ROUTES = {"/health": lambda: Response.json(HTTPStatus.OK, {"status": "ok"}), "/b
 
 class TestRoute:
     def test_unknown_path_lists_the_endpoints(self):
+        """An unknown path is a 404 listing the endpoints there are."""
         response = route(ROUTES, "GET", "/nope")
         assert response.status == HTTPStatus.NOT_FOUND
         assert b"/health" in response.body
 
     def test_only_reads_are_served(self):
+        """Only GET and HEAD are served."""
         assert route(ROUTES, "POST", "/health").status == HTTPStatus.METHOD_NOT_ALLOWED
 
     def test_query_strings_are_ignored(self):
+        """A query string does not change which handler answers."""
         assert route(ROUTES, "GET", "/health?verbose=1").status == HTTPStatus.OK
 
 
 class TestServe:
     def test_answers_over_a_real_socket(self):
+        """Over a real socket: JSON answers, a handler's error is a 500, and HEAD has no body."""
         async def go():
             server = await serve(ROUTES, "127.0.0.1", 0)
             port = server.port

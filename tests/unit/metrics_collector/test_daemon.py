@@ -36,6 +36,8 @@ class FakeContainerApi:
 
 class TestContainerDirectory:
     def test_lists_at_most_once_per_refresh_interval(self):
+        """The Docker API is asked for containers at most once per refresh interval; non-task containers
+        are left out."""
         api = FakeContainerApi([container("c1", "s_web"), {"Id": "plain", "Labels": {}}])
         directory = ContainerDirectory(api, refresh_interval=10)
         assert set(directory.tasks(0)) == {"c1"}
@@ -60,6 +62,7 @@ class TestMetricsCollector:
         return collector, root, now
 
     def test_samples_from_the_cgroup_files(self, tmp_path):
+        """CPU is the cgroup usage gained over the time between samples, in percent of the limit."""
         collector, root, now = self.make(tmp_path, [container("aaaa1111", "s_web")])
         collector.sample_once()
         usage_file = root / "cpuacct" / "docker" / "aaaa1111" / "cpuacct.usage"
@@ -97,12 +100,14 @@ class TestMetricsCollector:
         assert percents[1:] == [10.0, 5.0]
 
     def test_a_container_without_cgroup_is_skipped(self, tmp_path):
+        """A container whose cgroup cannot be found is skipped and remembered."""
         collector, _, _ = self.make(tmp_path, [container("aaaa1111", "s_web"), container("zzzz", "s_db")])
         collector.sample_once()
         assert set(collector.sampler.report("n")["services"]) == {"s_web"}
         assert collector.unlocated == {"zzzz"}
 
     def test_a_container_that_vanishes_mid_read_is_skipped(self, tmp_path):
+        """A container that stops between the listing and the read is skipped and counted as vanished."""
         collector, root, now = self.make(tmp_path, [container("aaaa1111", "s_web")])
         collector.sample_once()
         (root / "memory" / "docker" / "aaaa1111" / "memory.stat").unlink()
@@ -112,6 +117,7 @@ class TestMetricsCollector:
         assert collector.sampler.report("n")["services"] == {}
 
     def test_endpoints(self, tmp_path):
+        """/health, /metrics and /v1/services answer from the last sample."""
         collector, _, now = self.make(tmp_path, [container("aaaa1111", "s_web")])
         registry = CollectorRegistry()
         registry.register(CollectorMetrics(collector))
@@ -143,6 +149,8 @@ class TestMalformedCgroupFiles:
     def test_only_that_container_goes_unmeasured_and_it_is_logged_once(
         self, tmp_path, file, content, problem
     ):
+        """A malformed cgroup file leaves only its container unmeasured, logged once and counted at every
+        read."""
         collector, root, now = TestMetricsCollector().make(
             tmp_path, [container("aaaa1111", "s_web"), container("bbbb2222", "s_db")]
         )
@@ -162,6 +170,7 @@ class TestMalformedCgroupFiles:
         assert collector.malformed_reads == 3
 
     def test_cpu_max_with_a_zero_period_is_malformed(self):
+        """A CPU period of zero is malformed, not a division by zero."""
         with pytest.raises(MalformedCgroupError):
             parse_cpu_max("50000 0")
 

@@ -14,6 +14,7 @@ def usage(cpu_seconds, memory=GIB // 4, cores=0.5, limit=GIB):
 
 class TestSampler:
     def test_cpu_is_a_percent_of_the_limit_over_the_window(self):
+        """CPU is the CPU time used over the window, in percent of the task's limit."""
         sampler = Sampler(window=10, host_memory=16 * GIB)
         sampler.record(100, {"c1": (WEB_1, usage(1.0))})
         sampler.record(105, {"c1": (WEB_1, usage(2.0))})  # 1 s of CPU in 5 s at a 0.5-core limit
@@ -22,11 +23,13 @@ class TestSampler:
         assert task.memory_percent == pytest.approx(25.0)
 
     def test_a_single_sample_has_no_cpu_yet(self):
+        """One sample gives no CPU: a rate needs two."""
         sampler = Sampler(window=10, host_memory=16 * GIB)
         sampler.record(100, {"c1": (WEB_1, usage(1.0))})
         assert sampler.tasks()[0].cpu_percent is None
 
     def test_samples_older_than_the_window_are_dropped(self):
+        """Samples older than the window are dropped: a burst long ago no longer counts."""
         sampler = Sampler(window=10, host_memory=16 * GIB)
         sampler.record(100, {"c1": (WEB_1, usage(0.0, memory=GIB))})  # a burst long ago
         for at in range(110, 131, 5):
@@ -36,6 +39,7 @@ class TestSampler:
         assert task.memory_percent == pytest.approx(50.0)
 
     def test_no_limit_means_one_core_and_the_hosts_memory(self):
+        """A task without limits is measured against one core and the host's memory."""
         sampler = Sampler(window=10, host_memory=4 * GIB)
         sampler.record(0, {"c1": (WEB_1, Usage(0.0, None, GIB, None))})
         sampler.record(2, {"c1": (WEB_1, Usage(1.0, None, GIB, None))})
@@ -44,6 +48,7 @@ class TestSampler:
         assert task.memory_percent == pytest.approx(25.0)
 
     def test_report_averages_a_services_tasks_and_forgets_gone_ones(self):
+        """The report averages a service's tasks on the node and forgets containers gone."""
         sampler = Sampler(window=30, host_memory=16 * GIB)
         sampler.record(0, {"c1": (WEB_1, usage(0.0)), "c2": (WEB_2, usage(0.0, memory=GIB // 2))})
         sampler.record(10, {"c1": (WEB_1, usage(5.0)), "c2": (WEB_2, usage(1.0, memory=GIB // 2))})

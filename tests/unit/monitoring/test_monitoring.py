@@ -34,18 +34,22 @@ def alerts(text: str) -> list[str]:
 
 class TestMonitoring:
     def test_prometheus_accepts_the_configuration_and_its_rules(self) -> None:
+        """promtool accepts the shipped Prometheus configuration and its rules."""
         checked = promtool("check", "config", "prometheus.yml")
         assert checked.returncode == 0, checked.stdout + checked.stderr
 
     def test_every_rule_passes_its_tests(self) -> None:
+        """Every alert rule passes its promtool unit tests."""
         tested = promtool("test", "rules", "alerts_test.yml")
         assert tested.returncode == 0, tested.stdout + tested.stderr
 
     def test_every_alert_has_a_test(self) -> None:
+        """Every alert has a test."""
         tested = set(re.findall(r"alertname: (\w+)", (MONITORING / "alerts_test.yml").read_text()))
         assert set(alerts((MONITORING / "alerts.yml").read_text())) - tested == set()
 
     def test_every_metric_an_alert_reads_is_exported(self) -> None:
+        """Every metric of ours an alert reads is one a daemon exports."""
         exported = "".join(path.read_text() for path in EXPORTERS)
         read = set(OUR_METRIC.findall((MONITORING / "alerts.yml").read_text()))
         assert read
@@ -60,6 +64,7 @@ class TestMonitoring:
         ],
     )
     def test_the_rule_tests_fail_on_a_changed_rule(self, rule: str, changed: str, tmp_path: Path) -> None:
+        """The rule tests fail when a rule is changed: they can fail."""
         rules = (MONITORING / "alerts.yml").read_text()
         assert rule in rules
         (tmp_path / "alerts.yml").write_text(rules.replace(rule, changed, 1))

@@ -23,6 +23,7 @@ def samples(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
 
 class TestMeasurement:
     def test_every_request_is_counted_by_status_and_duration(self, proxy):
+        """Every request nginx proxies is counted under its status and in the duration histogram."""
         with httpx.Client(base_url=proxy.entry) as client:
             codes = [client.get(path).status_code for path in ["/api/ok"] * 30 + ["/api/fail"] * 5]
         assert codes.count(200) == 30
@@ -38,6 +39,7 @@ class TestMeasurement:
         assert (web.requests, web.errors, web.cumulative[-1]) == (35, 5, 35)
 
     def test_durations_land_in_their_buckets(self, proxy):
+        """Each request's duration lands in the bucket its measured time belongs to."""
         seen = []
         with httpx.Client(base_url=proxy.entry, timeout=30) as client:
             for _ in range(10):
@@ -51,6 +53,7 @@ class TestMeasurement:
         assert upstream[(("service", "web"),)] >= 10
 
     def test_a_retried_request_counts_once_and_each_try_at_its_task(self, proxy):
+        """A retried request is one request; each try is counted at the task it went to."""
         with httpx.Client(base_url=proxy.entry) as client:
             codes = [client.get("/api/ok").status_code for _ in range(20)]
         assert codes == [200] * 20
@@ -65,6 +68,7 @@ class TestMeasurement:
         assert upstream_count[(("service", "web"),)] == refused + answered
 
     def test_the_counters_outlive_a_reload(self, proxy):
+        """The counters live in shared memory and outlive a reload of the workers."""
         with httpx.Client(base_url=proxy.entry) as client:
             for _ in range(7):
                 client.get("/api/ok")
@@ -102,17 +106,20 @@ class TestMeasurement:
         assert 6 * 1.5 <= busy <= sum(seen)
 
     def test_requests_outside_the_proxied_location_are_not_counted(self, proxy):
+        """Requests outside a proxied location, such as nginx's own health, are not counted."""
         assert httpx.get(proxy.entry + "/nginx-health").status_code == 200
         time.sleep(2 * FLUSH_INTERVAL)
         web = parse(proxy.counters(0)).services["web"]
         assert (web.requests, web.cumulative[-1]) == (0, 0)
 
     def test_a_service_is_reported_before_its_first_request(self, proxy):
+        """A routed service is on the page with zeros before its first request: idle, not unknown."""
         text = httpx.get(proxy.metrics).text
         assert parse(text).services["web"].requests == 0
         assert samples(text, "entrypoint_request_duration_seconds_count") == {(("service", "web"),): 0}
 
     def test_a_request_no_task_could_take_is_an_error_with_no_try(self, tmp_path):
+        """A request with no task to take it is a counted 503 with no try."""
         with started(tmp_path, []) as no_tasks:
             assert httpx.get(no_tasks.entry + "/api/ok").status_code == 503
             text = no_tasks.counters(1)

@@ -48,6 +48,7 @@ def tries(proxy: Proxy) -> float:
 
 class TestRateLimit:
     def test_without_a_limit_nothing_is_refused(self, proxy: Proxy) -> None:
+        """A service without a limit has nothing refused, however fast requests come."""
         with httpx.Client(base_url=proxy.entry) as client:
             answers, _ = burst_of(client, 50)
         assert {answer.status_code for answer in answers} == {200}
@@ -57,6 +58,7 @@ class TestRateLimit:
         )
 
     def test_above_the_limit_requests_are_refused_at_once_with_retry_after(self, proxy: Proxy) -> None:
+        """Above the limit, requests are refused at once with 503 and Retry-After, not queued."""
         limited(proxy, ["web 10 5"])
         with httpx.Client(base_url=proxy.entry) as client:
             answers, seconds = burst_of(client, 60)
@@ -76,6 +78,7 @@ class TestRateLimit:
         assert f'entrypoint_rate_limited_requests_total{{service="web"}} {len(refused)}' in text
 
     def test_requests_within_the_limit_all_pass(self, proxy: Proxy) -> None:
+        """Requests within the rate and burst all pass."""
         limited(proxy, ["web 20 2"])
         codes = []
         with httpx.Client(base_url=proxy.entry) as client:
@@ -85,6 +88,7 @@ class TestRateLimit:
         assert codes == [200] * 15
 
     def test_an_empty_push_lifts_the_limit(self, proxy: Proxy) -> None:
+        """Pushing no limits lifts the limit."""
         limited(proxy, ["web 1 1"])
         limited(proxy, [])
         with httpx.Client(base_url=proxy.entry) as client:
@@ -92,6 +96,7 @@ class TestRateLimit:
         assert {answer.status_code for answer in answers} == {200}
 
     def test_a_push_that_is_not_a_limit_is_refused_and_changes_nothing(self, proxy: Proxy) -> None:
+        """A limit that is not a positive finite rate and burst for a service is refused whole."""
         limited(proxy, ["web 10 5"])
         url = proxy.control.replace("/configuration/backends", "/configuration/rate_limits")
         bad = ["web 0 5", "web -1 5", "web nan 5", "web inf 5", "web 10 0", "web 10", "web; 10 5", "$x 1 1"]
