@@ -69,6 +69,7 @@ def hot(stack: Stack) -> Iterator[Stack]:
 
 class TestMonitoring:
     def test_prometheus_scrapes_every_target_and_evaluates_every_rule(self, stack: Stack) -> None:
+        """The deployed Prometheus scrapes every daemon's tasks and evaluates every rule."""
         active = wait_until("every job's targets scraped", lambda: active_targets(stack), every_job_up, 120)
         up = query(stack, "query", query="up")["result"]
         assert {sample["value"][1] for sample in up} == {"1"}, up
@@ -94,6 +95,7 @@ class TestMonitoring:
         )
 
     def test_a_service_hot_at_its_maximum_replicas_raises_the_alert(self, hot: Stack) -> None:
+        """A service held hot at its maximum replicas raises its alert in the real Prometheus."""
         stack = hot
         load = start_load(stack, users=8, path="/api/work?ms=50", duration=300)
         started = time.monotonic()

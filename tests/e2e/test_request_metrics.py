@@ -91,6 +91,8 @@ class TestScalingOnRequests:
     def test_a_waiting_service_scales_on_latency_alone_and_back_to_its_minimum(
         self, stack: Stack, tmp_path: Path
     ) -> None:
+        """A service slow with idle CPU scales on the latency nginx measured, and returns to its minimum
+        after."""
         watch = StatusWatch(stack)
         status = httpx.get(stack.autoscaler + "/status", timeout=5).json()
         cpu_threshold = status["services"][stack.service("demo-api")]["policy"]["thresholds"]["cpu"]["up"]
@@ -150,6 +152,7 @@ class TestScalingOnRequests:
             assert abs(autoscaler - generator_p95) <= P95_AGREEMENT * generator_p95, comparison
 
     def test_a_failing_service_scales_on_errors(self, stack: Stack, tmp_path: Path) -> None:
+        """A service answering errors scales on the error rate nginx counted."""
         watch = StatusWatch(stack)
         minimum = int(stack.settings["MIN_REPLICAS"])
         watch.until("the minimum before the load", at_minimum(stack), 400)

@@ -72,6 +72,8 @@ def routed(stack: Stack) -> Iterator[Stack]:
 
 class TestRouting:
     def test_a_labelled_service_gets_its_own_location_and_an_injection_none(self, routed: Stack) -> None:
+        """A service labelled entrypoint.path gets its own location with its tasks; a label that tries to
+        inject gets none."""
         stack = routed
         # Its location in nginx's configuration (the workers answering have reloaded) and its task.
         tasks = wait_until(

@@ -138,6 +138,7 @@ def replica_changes(snapshots: list[Snapshot]) -> list[tuple[float, float, int, 
 
 class TestDaemons:
     def test_health_and_metrics_answer_and_parse(self, stack: Stack) -> None:
+        """Every daemon of the deployed stack answers /health and /metrics in Prometheus text."""
         expected = {
             stack.autoscaler: {
                 "autoscaler_service_replicas",
@@ -159,6 +160,8 @@ class TestDaemons:
             assert names <= families, f"{base}/metrics lacks {names - families}"
 
     def test_the_entry_point_counts_every_request_it_proxied(self, stack: Stack) -> None:
+        """The entry point counts every request it proxied."""
+
         def counted() -> float:
             services = parse(httpx.get(stack.entry_metrics, timeout=5).text).services
             return services["demo-api"].requests if "demo-api" in services else 0.0
@@ -181,6 +184,7 @@ class TestDaemons:
         assert counted() - before == sent
 
     def test_status_explains_the_latest_decision(self, stack: Stack) -> None:
+        """/status explains the latest decision with the metrics it was made on."""
         # The first decisions after a deploy may come before the collector has two samples.
         # Behind the entry point, latency and errors count too: read, or idle with no requests.
         judged = {"cpu", "memory", "latency", "errors"}
@@ -199,6 +203,7 @@ class TestDaemons:
         assert entry["current_replicas"] == spec_replicas(stack)
 
     def test_collector_reports_the_demo_tasks(self, stack: Stack) -> None:
+        """The collector reports the demo API's running tasks with their CPU and memory."""
         report = httpx.get(stack.collector + "/v1/services", timeout=5).json()
         demo = report["services"][stack.service("demo-api")]
         assert demo["tasks"] == spec_replicas(stack)
@@ -206,6 +211,7 @@ class TestDaemons:
         assert 0 < demo["memory_percent"] < 100
 
     def test_invalid_bounds_stop_the_autoscaler_with_exit_2(self, stack: Stack) -> None:
+        """The autoscaler's image exits 2 with one line naming a bad bound."""
         image = stack.docker.services.get(stack.service("autoscaler")).attrs["Spec"]["TaskTemplate"][
             "ContainerSpec"
         ]["Image"]
@@ -239,6 +245,8 @@ class TestDaemons:
 
 class TestScaling:
     def test_scales_up_under_load_and_back_down(self, stack: Stack) -> None:
+        """Under load the demo API scales up within its bounds and comes back down after, no change closer
+        than the cooldown."""
         cooldown = min(float(stack.settings[name]) for name in ("COOLDOWN_PERIOD", "SCALE_UP_COOLDOWN"))
         minimum, maximum = int(stack.settings["MIN_REPLICAS"]), int(stack.settings["MAX_REPLICAS"])
         with Watch(stack) as watch:

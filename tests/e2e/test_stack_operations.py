@@ -143,6 +143,8 @@ def idle(stack: Stack) -> Iterator[Stack]:
 
 class TestUnderLoad:
     def test_restart_redeploy_and_pause_under_load(self, idle: Stack) -> None:
+        """Under load: a killed autoscaler keeps its cooldown, a redeploy's cut is undone, and a pause is
+        honoured."""
         stack = idle
         with Watch(stack) as watch:
             load = start_load(stack, LOAD_USERS, LOAD_PATH)
@@ -243,6 +245,7 @@ class Probe(Background):
 
 class TestEntryPoint:
     def test_a_killed_entry_point_serves_its_tasks_again_from_its_first_answer(self, idle: Stack) -> None:
+        """An entry point killed and restarted serves the running tasks from its first answer."""
         stack = idle
         killed = container_of(stack, "nginx")
         assert killed is not None
@@ -274,6 +277,7 @@ class TestEntryPoint:
 
 class TestOperator:
     def test_a_manual_scale_up_is_kept_for_the_stabilization_window(self, idle: Stack) -> None:
+        """Replicas an operator adds by hand stay for the stabilization window."""
         stack = idle
         with Watch(stack) as watch:
             demo(stack).scale(5)
@@ -284,6 +288,7 @@ class TestOperator:
         record(manual_scale_kept_s=kept)
 
     def test_a_bad_label_skips_only_that_service(self, idle: Stack) -> None:
+        """A service with a bad label is skipped and reported; the other services are still decided."""
         stack = idle
         image = demo(stack).attrs["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"]
         common = {"autoscaler.enable": "true", "autoscaler.min_replicas": "1", "autoscaler.max_replicas": "2"}
@@ -330,6 +335,7 @@ class TestOperator:
 class TestDeploy:
     @pytest.mark.usefixtures("stack")  # the engine, the swarm and the image are there
     def test_a_bad_configuration_fails_the_deploy_with_the_autoscalers_error(self) -> None:
+        """A deploy with a bad configuration fails with the autoscaler's own one-line error."""
         name = "autoscaler-e2e-bad"
         environment = {
             **os.environ,

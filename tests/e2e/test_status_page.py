@@ -46,6 +46,7 @@ def chromium(url: str, *options: str) -> subprocess.CompletedProcess[str]:
 
 class TestStatusPage:
     def test_chromium_renders_the_demo_apis_row_with_live_numbers(self, stack: Stack) -> None:
+        """A real headless browser renders the status page with the demo API's live row."""
         service = stack.service("demo-api")
 
         def decided() -> dict | None:

@@ -110,6 +110,7 @@ class TestSurge:
     def test_the_first_check_that_sees_a_surge_asks_for_what_it_needs_in_one_step(
         self, surging: Stack
     ) -> None:
+        """The first check that sees a surge of requests in flight asks for all it needs at once."""
         stack = surging
         service = stack.service(SURGE)
 

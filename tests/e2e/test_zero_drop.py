@@ -122,6 +122,7 @@ def report(**figures: object) -> None:
 
 class TestZeroDrop:
     def test_ten_scale_cycles_under_get_and_post_load_fail_no_request(self, paused: Stack) -> None:
+        """Ten scale-ups and scale-downs under GET and POST load fail no request."""
         stack = paused
         url = stack.entry + WORK
         with Load(url, GET_USERS) as gets, Load(url, POST_USERS, "POST") as posts:
@@ -259,6 +260,7 @@ def limited(paused: Stack) -> Iterator[Stack]:
 
 class TestRateLimit:
     def test_above_the_limit_requests_are_refused_at_once_within_it_they_pass(self, limited: Stack) -> None:
+        """Above the limit requests are refused at once; within it they all pass."""
         stack, url, seconds = limited, limited.entry + WORK, 10
         limit = REPLICA_RPS * LOW
         within = open_loop(url, limit / 3, seconds)
@@ -292,6 +294,7 @@ class TestRateLimit:
         assert 0.8 * limit * seconds <= len(admitted) <= 1.1 * limit * sent_for + burst
 
     def test_the_limit_follows_the_replicas(self, limited: Stack) -> None:
+        """The limit follows the replicas that run, up and down."""
         scale(limited, HIGH)
         settled_at(limited, HIGH)
         wait_until(

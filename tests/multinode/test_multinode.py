@@ -129,6 +129,8 @@ class TestAcrossNodes:
     def test_a_tasks_spread_over_every_node_and_scale_with_load_at_two_entry_points(
         self, swarm: LocalSwarm
     ) -> None:
+        """Tasks spread over every node and scale with load sent to two nodes' entry points, no request
+        failed."""
         client = swarm.manager()
         targets = [swarm.url(1, 80), swarm.url(2, 80)]
         with (
@@ -168,6 +170,7 @@ class TestAcrossNodes:
         client.close()
 
     def test_d_draining_a_node_under_keep_alive_load_fails_no_request(self, swarm: LocalSwarm) -> None:
+        """Draining a node under keep-alive load moves its tasks and fails no request."""
         client = swarm.manager()
         by_node = running_by_node(swarm, client)
         # Not node 1 (the data tier's primaries), and the worker first: its loss moves no autoscaler.
@@ -211,6 +214,8 @@ class TestAcrossNodes:
         client.close()
 
     def test_b_a_killed_worker_is_unmeasured_until_swarm_moves_its_tasks(self, swarm: LocalSwarm) -> None:
+        """A killed worker's tasks count as unmeasured, holding scale-downs, until Swarm runs them
+        elsewhere."""
         worker = 4
         client = swarm.manager()
         targets = [swarm.url(1, 80), swarm.url(2, 80)]
@@ -283,6 +288,8 @@ class TestAcrossNodes:
         client.close()
 
     def test_c_a_standby_acts_within_two_checks_of_the_active_managers_death(self, swarm: LocalSwarm) -> None:
+        """When the active instance's manager dies, a standby acts within two checks and honours the
+        cooldown."""
         # Either change waits this long after the one before: the scale-up and scale-down cooldowns.
         cooldown = min(float(SETTINGS["SCALE_UP_COOLDOWN"]), float(SETTINGS["COOLDOWN_PERIOD"]))
         with AutoscalerWatch(MANAGERS) as watch:
@@ -373,6 +380,7 @@ class TestAcrossNodes:
         client.close()
 
     def test_e_every_image_came_from_the_registry_in_the_swarm(self, swarm: LocalSwarm) -> None:
+        """Every image the stack runs on the nodes came from the registry inside the swarm."""
         client = swarm.manager()
         registry = f"{REGISTRY}/"
         images = {

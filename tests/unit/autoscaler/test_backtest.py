@@ -32,8 +32,8 @@ def minutes(counts, start="2000-01-01 00:00:00"):
 
 class TestElasticity:
     def test_formulas_on_a_series_worked_by_hand(self):
-        # demand 2 4 4 0 ; supply 2 2 5 1 ; 60 s steps (T = 4 min)
         """The SPEC elasticity scores match a short series worked out by hand."""
+        # demand 2 4 4 0 ; supply 2 2 5 1 ; 60 s steps (T = 4 min)
         scores = elasticity([2, 4, 4, 0], [2, 2, 5, 1], 60)
         assert scores.under_accuracy == pytest.approx(100 * (0 + 2 / 4 + 0 + 0) / 4)  # 12.5
         assert scores.over_accuracy == pytest.approx(100 * (0 + 0 + 1 / 4 + 0) / 4)  # 6.25 (d = 0 adds 0)

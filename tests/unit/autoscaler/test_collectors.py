@@ -76,6 +76,7 @@ class TestReadCollectors:
 
     def test_an_unresolvable_name_is_an_error_not_a_crash(self):
         """A collector name that does not resolve is an error for the check, not a crash."""
+
         async def fail(host, port):
             raise OSError("Name or service not known")
 

@@ -234,6 +234,7 @@ class TestConfigLeaseStore:
 
     def test_an_engine_that_does_not_answer_fails_the_attempt(self):
         """An engine that does not answer fails the attempt."""
+
         def refuse(request):
             raise httpx.ConnectError("no socket", request=request)
 

@@ -28,6 +28,7 @@ class TestRoute:
 class TestServe:
     def test_answers_over_a_real_socket(self):
         """Over a real socket: JSON answers, a handler's error is a 500, and HEAD has no body."""
+
         async def go():
             server = await serve(ROUTES, "127.0.0.1", 0)
             port = server.port

@@ -37,8 +37,8 @@ class TestDemoApi:
         assert failure_fraction(query) == expected
 
     def test_wait_queues_beyond_its_workers(self, demo_api):
-        # Six requests of 100 to 300 ms through two workers take three rounds.
         """/api/wait queues requests beyond its workers, as a service short of replicas does."""
+        # Six requests of 100 to 300 ms through two workers take three rounds.
         started = time.monotonic()
         with ThreadPoolExecutor(6) as pool:
             answers = list(pool.map(lambda _: httpx.get(demo_api + "/api/wait?ms=200", timeout=30), range(6)))

@@ -99,8 +99,8 @@ class TestExponential:
         [(70.1, 16), (77.5, 18), (85, 20), (100, 20), (50, 10), (10, 9)],
     )
     def test_multiplies_by_1_5_near_the_threshold_up_to_2_far_above(self, cpu, desired):
-        # 10 replicas; CPU up 70: far above is 85 (halfway to 100); memory quiet.
         """Exponential grows by half just above the threshold and doubles once far above it."""
+        # 10 replicas; CPU up 70: far above is 85 (halfway to 100); memory quiet.
         assert decide_once(observe(10, cpu=cpu, memory=10), policy("exponential")).desired_replicas == desired
 
     def test_far_above(self):
@@ -156,9 +156,9 @@ class TestPredictive:
         )
 
     def test_provides_ahead_of_a_steady_rise(self):
+        """On a steady rise predictive asks for more than target does now, for the load over its horizon."""
         # +0.1 replica of CPU a minute, up to 2.8: 4 replicas at the 70 % target, which is
         # enough for the target rule now and too little in the three minutes ahead.
-        """On a steady rise predictive asks for more than target does now, for the load over its horizon."""
         rising = [1.0 + 0.05 * step for step in range(37)]
         predicted = self.feed(policy("predictive"), rising)[-1]
         reactive = self.feed(policy("target"), rising)[-1]
@@ -373,8 +373,8 @@ class TestRequestMetrics:
         [(3, 3), (19, 3), (20, 4), (1000, 4)],
     )
     def test_an_error_rate_counts_only_over_enough_requests(self, requests, desired):
-        # 1 error in 3 requests is 33 %: too few requests to scale anything on.
         """Errors and latency are judged only over MIN_REQUESTS_PER_WINDOW requests; fewer decide nothing."""
+        # 1 error in 3 requests is 33 %: too few requests to scale anything on.
         observation = observe(3, cpu=50, memory=50, latency=300, errors=33.3, requests=requests)
         assert decide_once(observation, policy()).desired_replicas == desired
 
@@ -575,8 +575,8 @@ class TestRateLimitsOverTime:
 class TestTolerance:
     @pytest.mark.parametrize(("cpu", "desired"), [(100.0, 4), (100.01, 6), (60.0, 4), (59.99, 3)])
     def test_the_dead_band_includes_its_edges(self, cpu, desired):
-        # Target 80, tolerance 0.25: 100/80 and 60/80 are exactly on the edges.
         """Target leaves a ratio exactly on the tolerance's edge alone: the band is closed."""
+        # Target 80, tolerance 0.25: 100/80 and 60/80 are exactly on the edges.
         chosen = policy("target", cpu=Thresholds(up=80, down=20), tolerance=0.25)
         assert decide_once(observe(4, cpu=cpu, memory=10), chosen).desired_replicas == desired
 
@@ -994,8 +994,8 @@ class TestProperties:
 
 class TestPredictiveHysteresis:
     def test_a_load_near_the_target_line_does_not_make_it_flap(self):
-        # 1.3 to 1.45 replicas' worth of CPU, in a slow wave: 2 replicas carry it at 65 to 72 %.
         """A slow wave around the line between two counts makes no up-down-up over four hours."""
+        # 1.3 to 1.45 replicas' worth of CPU, in a slow wave: 2 replicas carry it at 65 to 72 %.
         chosen = policy(
             "predictive",
             min_replicas=2,
