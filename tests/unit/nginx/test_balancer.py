@@ -17,7 +17,7 @@ import pytest
 from autoscaler.entrypoint_page import parse
 from nginx.adapters import PushFailedError, http_pusher
 from nginx.routes import Route
-from tests.unit.nginx.test_agent import PROXY
+from tests.unit.nginx.shared import PROXY
 from tests.unit.real_nginx import Proxy, free_port, started, upstream_server
 
 SYNC_INTERVAL = 0.2
