@@ -247,8 +247,11 @@ class Autoscaler:
                     error=str(error),
                 )
                 service = await asyncio.to_thread(self._swarm.inspect, service.id)
-                if service.replicas is None or attempt == STALE_RETRIES:
+                # What changed may be the labels (a pause, new bounds): decide on those.
+                changed_policy = self._policy(service, record)
+                if changed_policy is None or attempt == STALE_RETRIES:
                     break
+                policy = changed_policy
                 continue
             except Exception as error:  # noqa: BLE001 - a refused update is reported and retried next check
                 state.scale_failures[service.name] += 1

@@ -403,6 +403,24 @@ class TestOutsideChanges:
         assert harness.api.updates == []
         assert state.services["s_web"].decision.reason.limited_by == ("paused",)
 
+    def test_a_pause_label_added_while_deciding_is_honoured_on_the_retry(self):
+        """A label changed between read and write makes the write stale; the retry reads it, and pauses."""
+        harness = Harness([web(replicas=4)], {"s_web": 95.0})
+        inspect = harness.api.inspect_service
+
+        def operator_labels_first(service_id):
+            attributes = harness.api.by_id[service_id]
+            if "autoscaler.paused" not in attributes["Spec"]["Labels"]:
+                attributes["Spec"]["Labels"] = {**attributes["Spec"]["Labels"], "autoscaler.paused": "true"}
+                attributes["Version"]["Index"] += 1
+            return inspect(service_id)
+
+        harness.api.inspect_service = operator_labels_first
+        state = harness.check()
+        assert harness.api.updates == []
+        assert harness.replicas() == 4
+        assert state.services["s_web"].decision.reason.limited_by == ("paused",)
+
     def test_the_paused_label_leaves_the_service_alone(self):
         """autoscaler.paused=true decides, shows why and changes nothing."""
         harness = Harness([web(labels={"autoscaler.paused": "true"})], {"s_web": 99.0})
