@@ -48,7 +48,7 @@ ensure_swarm() {
 
 source_digest() {
     {
-        cat pyproject.toml Dockerfile
+        cat pyproject.toml Dockerfile metrics_collector/docker-api.cfg
         find common autoscaler metrics_collector nginx demo_api loadtest data_tier -type f \
             \( -name '*.py' -o -name '*.lua' \) -print0 | sort -z | xargs -0 cat
     } | sha256sum | cut -c1-12

@@ -10,7 +10,16 @@ from autoscaler.core import Policy
 from autoscaler.lease import LeaseSettings
 from autoscaler.policy import parse_policy, policy_environment
 from common.bounds import CHECK_INTERVAL, DAY
-from common.config import ConfigError, raw, read_choice, read_float, read_name, read_port, read_str
+from common.config import (
+    ConfigError,
+    raw,
+    read_choice,
+    read_docker_host,
+    read_float,
+    read_name,
+    read_port,
+    read_str,
+)
 from common.logs import LEVELS
 
 
@@ -104,13 +113,6 @@ def _lease(environ: Mapping[str, str]) -> LeaseSettings:
     return LeaseSettings(duration, renew_deadline, retry_period)
 
 
-def _docker_host(environ: Mapping[str, str]) -> str:
-    value = read_str(environ, "DOCKER_HOST", "unix:///var/run/docker.sock")
-    if not value.startswith(("unix:///", "tcp://")):
-        raise ConfigError("DOCKER_HOST", value, "must be unix:///path or tcp://host:port")
-    return value
-
-
 def load(environ: Mapping[str, str]) -> Settings:
     """Settings from the environment; raises common.config.ConfigError on a bad value."""
     return Settings(
@@ -140,7 +142,7 @@ def load(environ: Mapping[str, str]) -> Settings:
         ),
         instance=InstanceSettings(
             name=read_str(environ, "AUTOSCALER_INSTANCE", socket.gethostname()),
-            docker_host=_docker_host(environ),
+            docker_host=read_docker_host(environ),
             lease=_lease(environ),
         ),
         policy=parse_policy(environ),

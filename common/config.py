@@ -132,6 +132,14 @@ def read_url_prefix(source: Mapping[str, str], name: str, default: str) -> str:
     return value
 
 
+def read_docker_host(source: Mapping[str, str]) -> str:
+    """DOCKER_HOST: the engine's API at ``unix:///path`` or ``tcp://host:port``."""
+    value = read_str(source, "DOCKER_HOST", "unix:///var/run/docker.sock")
+    if not value.startswith(("unix:///", "tcp://")):
+        raise ConfigError("DOCKER_HOST", value, "must be unix:///path or tcp://host:port")
+    return value
+
+
 def read_choice(source: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
     value = read_str(source, name, default)
     if value not in choices:

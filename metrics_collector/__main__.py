@@ -6,7 +6,6 @@ import os
 import socket
 import time
 
-import docker
 import structlog
 from prometheus_client.registry import CollectorRegistry
 
@@ -15,6 +14,7 @@ from common.lifecycle import http_worker, run_workers, start
 from metrics_collector.cgroups import host_memory_bytes
 from metrics_collector.containers import ContainerDirectory
 from metrics_collector.daemon import CollectorMetrics, MetricsCollector, routes
+from metrics_collector.engine import EngineContainers
 from metrics_collector.sampler import Sampler
 from metrics_collector.settings import Settings, load
 
@@ -22,12 +22,12 @@ log = structlog.get_logger("metrics_collector")
 
 
 async def run(settings: Settings) -> None:
-    api = docker.APIClient(base_url=os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock"))
+    engine = EngineContainers(settings.docker_host)
     node = os.environ.get("NODE_NAME") or socket.gethostname()
     node_id = os.environ.get("NODE_ID") or None
     collector = MetricsCollector(
         settings.sampling,
-        ContainerDirectory(api, settings.sampling.container_refresh_interval),
+        ContainerDirectory(engine, settings.sampling.container_refresh_interval),
         settings.cgroup_root,
         Sampler(settings.sampling.window, host_memory_bytes(settings.meminfo)),
     )
@@ -44,7 +44,7 @@ async def run(settings: Settings) -> None:
         cgroup_root=str(settings.cgroup_root),
     )
     await run_workers({"sampling-loop": collector.run, "http-server": http_worker(server)})
-    api.close()
+    engine.close()
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common.bounds import DAY
-from common.config import ConfigError, read_choice, read_float, read_port, read_str
+from common.config import ConfigError, read_choice, read_docker_host, read_float, read_port, read_str
 from common.logs import LEVELS
 
 
@@ -26,6 +26,9 @@ class Settings:
     sampling: SamplingSettings
     cgroup_root: Path
     meminfo: Path
+    docker_host: str
+    """The Docker API the containers are listed through: in the stack, the filtered view of
+    the ``docker-api`` service, which answers nothing but that listing."""
     host: str
     port: int
     log_level: str
@@ -46,6 +49,7 @@ def load(environ: Mapping[str, str]) -> Settings:
         ),
         cgroup_root=Path(read_str(environ, "CGROUP_ROOT", "/sys/fs/cgroup")),
         meminfo=Path(read_str(environ, "MEMINFO_PATH", "/proc/meminfo")),
+        docker_host=read_docker_host(environ),
         host=read_str(environ, "LISTEN_HOST", "0.0.0.0"),  # noqa: S104 - a service in a container
         port=read_port(environ, "PORT", 8090),
         log_level=read_choice(environ, "LOG_LEVEL", "info", LEVELS),

@@ -3,7 +3,7 @@
 # LOG_PREFIX names the script in its messages.
 
 BASE_IMAGE=${BASE_IMAGE:-python:3.11-slim}
-BASE_PACKAGES=python3,python3-venv,nginx-light,libnginx-mod-http-lua
+BASE_PACKAGES=python3,python3-venv,nginx-light,libnginx-mod-http-lua,haproxy
 # Named after its packages, so that a base built with other packages is not reused.
 LOCAL_BASE_IMAGE=${LOCAL_BASE_IMAGE:-swarm-autoscaler-base:bookworm-$(printf %s "$BASE_PACKAGES" | sha256sum | cut -c1-8)}
 DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
