@@ -71,9 +71,10 @@ async def _fetch(client: httpx.AsyncClient, url: str) -> traffic.Reading:
                     f"counters longer than {MOST_CHARACTERS:,} characters: not read; "
                     "scale-downs that request metrics decide are held"
                 )
-            *lines, rest = (rest + text).split("\n")
-            for line in lines:
-                reader.feed(line)
+            lines, newline, after = (rest + text).rpartition("\n")
+            if newline:
+                reader.feed(lines)
+            rest = after
         reader.feed(rest)
         return reader.reading()
 

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
-from autoscaler.entrypoint_page import PageReader, parse, read_lines
+from autoscaler.entrypoint_page import PageReader, parse
 from tests.unit.fakes import counted, exposition, label_value
 
 LUA_PAGE_EXTRAS = """# HELP entrypoint_upstream_response_duration_seconds Time a task took.
@@ -60,6 +60,24 @@ class TestParse:
         with pytest.raises(ValueError, match="metric name"):
             parse("<html>502 Bad Gateway</html>")
 
+    @pytest.mark.parametrize(
+        "line",
+        ["<html>", "   ", "\t", '{service="web"} 1', "  <p>", "1 2", "\r"],
+    )
+    @pytest.mark.parametrize("where", ["first", "middle", "last"])
+    def test_a_line_without_a_metric_name_anywhere_is_an_error(self, line, where):
+        """A line that is not empty, a comment or a sample is found wherever it is in the page."""
+        page = exposition("web", counted([0.1]), {"200": 1}).rstrip("\n").split("\n")
+        page.insert({"first": 0, "middle": len(page) // 2, "last": len(page)}[where], line)
+        with pytest.raises(ValueError, match="metric name"):
+            parse("\n".join(page))
+
+    @pytest.mark.parametrize("line", ["", "# a comment", "  nginx_up 1", "\tnginx_up 1", ":odd_name 1"])
+    def test_empty_lines_comments_and_indented_samples_are_text(self, line):
+        """What the text format allows between samples is read past."""
+        page = exposition("web", counted([0.1]), {"200": 1})
+        assert parse(f"{line}\n{page}\n{line}") == parse(page)
+
     def test_other_metrics_are_ignored(self):
         """Families other than the entry point's are ignored."""
         assert parse("# TYPE nginx_up gauge\nnginx_up 1\n").services == {}
@@ -93,13 +111,16 @@ class TestParse:
         with pytest.raises(ValueError):  # noqa: PT011 - the library's message, whatever it says
             parse('entrypoint_requests_total{service="web" 1\n')
 
-    def test_lines_fed_one_at_a_time_read_as_the_whole_text(self):
+    @pytest.mark.parametrize("lines_a_piece", [1, 2, 7])
+    def test_a_page_fed_in_pieces_reads_as_the_whole_text(self, lines_a_piece):
         """The reader keeps nothing of a line but its sample, so a page can be read as it arrives."""
         page = exposition("web", counted([0.1, 2.0]), {"200": 1, "500": 1})
+        lines = page.split("\n")
         reader = PageReader()
-        for line in page.split("\n"):
-            reader.feed(line)
-        assert reader.reading() == parse(page) == read_lines(iter(page.split("\n")))
+        for start in range(0, len(lines), lines_a_piece):
+            reader.feed("\n".join(lines[start : start + lines_a_piece]))
+        assert reader.reading() == parse(page)
+        assert reader.reading().services["web"].requests == 2
 
 
 names = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=12)
