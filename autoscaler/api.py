@@ -83,6 +83,7 @@ def _service_status(record: ServiceRecord) -> dict[str, Any]:
         entry["paused"] = record.policy.paused
         entry["dry_run"] = record.policy.dry_run
         entry["rate_limit_rps"] = record.rate_limit_rps
+    entry["schedule"] = record.schedule.as_dict()
     if record.decision is not None:
         entry.update(
             current_replicas=record.decision.current_replicas,

@@ -28,7 +28,9 @@ from autoscaler.intake import Intake
 from autoscaler.leadership import Leadership
 from autoscaler.observation import Inputs, observe, seen_of, windows_of
 from autoscaler.policies import policy_of
+from autoscaler.policy_source import PolicyFileSource
 from autoscaler.records import DaemonState, ServiceRecord, snapshot
+from autoscaler.schedules import scheduled, status_at
 from autoscaler.settings import Settings
 from autoscaler.state_keeper import Saved, StateKeeper
 from autoscaler.state_store import ConfigStateStore
@@ -65,6 +67,11 @@ class Autoscaler:
         self._keeper = None if store is None else StateKeeper(store, settings.state.save_interval)
         self._clock = clock
         self._leadership = leadership
+        file = settings.policy_file
+        self._policy_file = PolicyFileSource(
+            file.path, file.entries, settings.policy_environment, self.state.problems
+        )
+        self._entries = file.entries
 
     def published(self) -> DaemonState:
         """The state as of the end of the last check: what the endpoints show, from any thread."""
@@ -157,6 +164,7 @@ class Autoscaler:
         state = self.state
         now = self._clock()
         state.last_check_at = now
+        self._entries = self._policy_file.current()
         services = await self._intake.services()
         if services is None:
             return
@@ -209,7 +217,11 @@ class Autoscaler:
         return term is not None
 
     def _policy(self, service: SwarmService, record: ServiceRecord) -> Policy | None:
-        return policy_of(service, record, self.settings.policy_environment, self.state.problems)
+        """The service's policy now: its own, with the bounds of its schedules that are active."""
+        applied = self._entries.for_service(service.name, service.labels)
+        policy = policy_of(service, record, self.settings.policy_environment, self.state.problems, applied)
+        record.schedule = status_at(applied.schedules, self._clock())
+        return None if policy is None else scheduled(policy, record.schedule)
 
     def _may_write(self) -> bool:
         return self._leadership is None or self._leadership.leading()

@@ -1,7 +1,8 @@
-"""A service's policy from its labels, parsed again only when they change.
+"""A service's policy from the environment, the policy file and its labels, parsed again only on a change.
 
-Parsing is the same for the same labels and the same environment (read once at start),
-and costs as much as a decision; at hundreds of services only a change is parsed again.
+Parsing is the same for the same labels, the same entries of the policy file and the same
+environment (read once at start), and costs as much as a decision; at hundreds of services
+only a change is parsed again.
 """
 
 from __future__ import annotations
@@ -10,30 +11,48 @@ from collections.abc import Mapping
 
 from autoscaler.core import Policy
 from autoscaler.policy import service_policy
+from autoscaler.policy_file import Applied, described
 from autoscaler.records import ServiceRecord
 from autoscaler.swarm import SwarmService
 from common.config import ConfigError
 from common.problems import Problems
 
 
-def _parse(service: SwarmService, environment: Mapping[str, str], before: dict[str, str] | None) -> Policy:
+def _parse(
+    service: SwarmService, environment: Mapping[str, str], applied: Applied, before: dict[str, str] | None
+) -> Policy:
     if service.replicas is None:
         raise ConfigError("mode", "global", "only replicated services can be scaled")
     touched = None
     if before is not None:
         touched = {label for label, value in service.labels.items() if before.get(label) != value}
-    return service_policy(environment, service.labels, touched)
+    try:
+        return service_policy({**environment, **applied.settings}, service.labels, touched)
+    except ConfigError as error:
+        if error.name in applied.settings:
+            line = applied.setting_lines[error.name]
+            raise ConfigError("POLICY_FILE", f"line {line}", described(error, applied.settings)) from None
+        raise
 
 
 def policy_of(
-    service: SwarmService, record: ServiceRecord, environment: Mapping[str, str], problems: Problems
+    service: SwarmService,
+    record: ServiceRecord,
+    environment: Mapping[str, str],
+    problems: Problems,
+    applied: Applied,
 ) -> Policy | None:
-    """The service's policy, kept in its record; None (reported once) when its labels cannot be used."""
+    """The service's policy, kept in its record; None (reported once) when it cannot be used.
+
+    ``applied``: what the policy file says of the service. The labels override it.
+    """
     before, record.labels = record.labels, service.labels
-    if before == service.labels and record.policy is not None and record.config_error is None:
+    file_before, record.file_settings = record.file_settings, applied.settings
+    unchanged = before == service.labels and file_before == applied.settings
+    if unchanged and record.policy is not None and record.config_error is None:
         return record.policy
     try:
-        policy = _parse(service, environment, before)
+        policy = _parse(service, environment, applied, before)
     except ConfigError as error:
         record.config_error, record.decision, record.observation = str(error), None, None
         problems.set("label", service.name, str(error))

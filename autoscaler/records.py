@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from autoscaler.core import Decision, Observation, Policy, ServiceState
 from autoscaler.entrypoint import History
 from autoscaler.routing import RoutedService
+from autoscaler.schedules import ScheduleStatus
 from autoscaler.sources import SourceReading
 from autoscaler.state_keeper import Saved
 from autoscaler.timeline import Timeline
@@ -35,6 +36,10 @@ class ServiceRecord:
     """The same over the surge window."""
     labels: dict[str, str] | None = None
     """The labels at the last check, to tell which label an operator just changed."""
+    file_settings: dict[str, str] | None = None
+    """What the policy file set for it at the last check, to parse its policy again on a change."""
+    schedule: ScheduleStatus = field(default_factory=ScheduleStatus)
+    """Its schedules at the last check: the active ones and the next start."""
     timeline: Timeline = field(default_factory=Timeline)
     """Its last hour of checks and its last changes, for the status page."""
     source: SourceReading | None = None

@@ -5,10 +5,13 @@ from __future__ import annotations
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from autoscaler.core import Policy
 from autoscaler.lease import LeaseSettings
 from autoscaler.policy import parse_policy, policy_environment
+from autoscaler.policy_file import PolicyFile
+from autoscaler.policy_source import load_policy_file
 from common.bounds import CHECK_INTERVAL, DAY
 from common.config import (
     ConfigError,
@@ -75,6 +78,14 @@ class ServerSettings:
 
 
 @dataclass(frozen=True)
+class PolicyFileSettings:
+    path: Path | None
+    """The policy file (POLICY_FILE), read again whenever it changes; None: no file."""
+    entries: PolicyFile
+    """Its entries as read at start."""
+
+
+@dataclass(frozen=True)
 class Settings:
     loop: LoopSettings
     collectors: CollectorSettings
@@ -86,6 +97,7 @@ class Settings:
     """The default policy, before any service's labels."""
     policy_environment: dict[str, str]
     """The policy variables as set in the environment, for merging with labels."""
+    policy_file: PolicyFileSettings
     log_level: str
 
 
@@ -147,5 +159,6 @@ def load(environ: Mapping[str, str]) -> Settings:
         ),
         policy=parse_policy(environ),
         policy_environment=policy_environment(environ),
+        policy_file=PolicyFileSettings(*load_policy_file(environ, policy_environment(environ))),
         log_level=read_choice(environ, "LOG_LEVEL", "info", LEVELS),
     )

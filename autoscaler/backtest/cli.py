@@ -16,7 +16,9 @@ from autoscaler.backtest.elasticity import Elasticity, elastic_speedup, elastici
 from autoscaler.backtest.replay import Model, Replay, replay, static_supply
 from autoscaler.backtest.trace import Trace, TraceError, read
 from autoscaler.core.algorithms import ALGORITHMS
-from autoscaler.policy import parse_policy
+from autoscaler.policy import parse_policy, policy_environment
+from autoscaler.policy_file import Applied, PolicyFileError
+from autoscaler.policy_source import read_policy_file
 from common.config import ConfigError
 from common.lifecycle import CONFIG_ERROR_EXIT
 
@@ -48,24 +50,30 @@ class Result:
 
 
 def simulate(
-    trace: Trace, algorithms: Sequence[str], model: Model, environ: Mapping[str, str]
+    trace: Trace,
+    algorithms: Sequence[str],
+    model: Model,
+    environ: Mapping[str, str],
+    applied: Applied | None = None,
 ) -> list[Result]:
     """Replay ``trace`` for each algorithm, with the daemon's policy variables from ``environ``.
 
     The model observes CPU only, so every algorithm is scaled on CPU; the check
     interval is the model's, and the replica start-up time defaults to its
-    provisioning delay.
+    provisioning delay. ``applied``: a policy file's settings and schedules for the service.
     """
+    applied = applied or Applied()
     results = []
     for algorithm in algorithms:
         variables = {
             "REPLICA_STARTUP_TIME": f"{model.provisioning_delay:g}",
             **environ,
+            **applied.settings,
             "SCALING_ALGORITHM": algorithm,
             "SCALING_METRICS": "cpu",
             "CHECK_INTERVAL": f"{model.check_interval:g}",
         }
-        outcome = replay(trace, parse_policy(variables), model)
+        outcome = replay(trace, parse_policy(variables), model, applied.schedules)
         scores = outcome.elasticity(model.check_interval)
         static = elasticity(outcome.demand, static_supply(outcome.demand), model.check_interval)
         results.append(
@@ -193,6 +201,12 @@ def parse_arguments(argv: Sequence[str]) -> argparse.Namespace:
         "--series-out", type=Path, help="CSV: algorithm,timestamp,load,demand,supply per check step"
     )
     parser.add_argument("--plot", type=Path, help="PNG of the load, the demand and every algorithm's supply")
+    parser.add_argument(
+        "--policy-file", type=Path, help="a policy file (POLICY_FILE): its entries for --service apply"
+    )
+    parser.add_argument(
+        "--service", default="simulated", help="the service's name in the policy file (default %(default)s)"
+    )
     arguments = parser.parse_args(argv)
     if arguments.capacity <= 0 or arguments.check_interval <= 0 or arguments.provisioning_delay < 0:
         parser.error("--capacity and --check-interval must be positive, --provisioning-delay not negative")
@@ -206,7 +220,14 @@ def main(argv: Sequence[str]) -> None:
     model = Model(arguments.capacity, arguments.provisioning_delay, arguments.check_interval)
     try:
         trace = read(arguments.trace, arguments.start, arguments.end)
-        results = simulate(trace, algorithms, model, os.environ)
+        applied = None
+        if arguments.policy_file:
+            entries = read_policy_file(arguments.policy_file, policy_environment(os.environ))
+            applied = entries.for_service(arguments.service, {})
+        results = simulate(trace, algorithms, model, os.environ, applied)
+    except PolicyFileError as error:
+        sys.stderr.write(f"invalid configuration: --policy-file {arguments.policy_file}: {error}\n")
+        sys.exit(CONFIG_ERROR_EXIT)
     except (TraceError, OSError) as error:
         sys.exit(f"error: {error}")
     except ConfigError as error:

@@ -18,6 +18,7 @@ from autoscaler import core
 from autoscaler.backtest.elasticity import Elasticity, elasticity
 from autoscaler.backtest.trace import Trace
 from autoscaler.core import Observation, Policy, ServiceState
+from autoscaler.schedules import Schedule, scheduled, status_at
 
 
 @dataclass(frozen=True)
@@ -58,8 +59,10 @@ def demand_for(load: float, model: Model, policy: Policy) -> int:
     return math.ceil(load / (model.capacity * policy.thresholds.cpu.up / 100) - 1e-9)
 
 
-def replay(trace: Trace, policy: Policy, model: Model) -> Replay:
+def replay(trace: Trace, policy: Policy, model: Model, schedules: tuple[Schedule, ...] = ()) -> Replay:
+    """``policy`` through the trace; ``schedules`` raise its bounds in their windows, as live."""
     state = ServiceState()
+    schedule = status_at(schedules, trace.start)
     replicas = serving = policy.min_replicas
     starting: deque[tuple[float, int]] = deque()  # (serves from, replicas)
     fraction_of_step = model.check_interval / trace.step
@@ -83,7 +86,9 @@ def replay(trace: Trace, policy: Policy, model: Model) -> Replay:
         observation = Observation(
             current_replicas=replicas, ready_replicas=serving, cpu_percent=cpu, sampled_at=now
         )
-        decision = core.decide(observation, policy, state, now)
+        if schedule.changes_at is not None and now >= schedule.changes_at:
+            schedule = status_at(schedules, now)
+        decision = core.decide(observation, scheduled(policy, schedule), state, now)
         state = decision.state
         if not decision.changes:
             continue

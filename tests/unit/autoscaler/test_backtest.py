@@ -3,6 +3,7 @@ import inspect
 import json
 import math
 from datetime import UTC, datetime
+from typing import ClassVar
 
 import httpx
 import pytest
@@ -14,6 +15,7 @@ from autoscaler.backtest.replay import Model, demand_for, replay, static_supply
 from autoscaler.backtest.trace import TraceError, from_rows, parse_time, read
 from autoscaler.daemon import Autoscaler
 from autoscaler.policy import parse_policy
+from autoscaler.schedules import Schedule
 from autoscaler.settings import load
 from autoscaler.swarm import Swarm
 from tests.unit.fakes import FakeDockerApi, collector_transport, resolver_for, service
@@ -114,6 +116,57 @@ class TestReplay:
             run.times[i] for i in range(1, len(run.times)) if run.provisioned[i] != run.provisioned[i - 1]
         ]
         assert [at for at in changes if at >= trace.start + 7200] == []
+
+
+class TestScheduledReplay:
+    # 2000-01-01 08:00 to 10:00 UTC: idle until 09:00, then 600 requests a minute for an hour.
+    TRACE = from_rows(minutes([10] * 60 + [600] * 60, start="2000-01-01 08:00:00"))
+    MODEL = Model(capacity=100, provisioning_delay=120, check_interval=30)
+    POLICY: ClassVar[dict[str, str]] = {"SCALING_METRICS": "cpu", "MIN_REPLICAS": "1", "CHECK_INTERVAL": "30"}
+
+    def test_a_schedule_before_the_peak_meets_it(self):
+        """Replicas raised at 08:50 serve from 08:52, before the 09:00 peak; without it it is met late."""
+        schedule = Schedule("peak", "50 8 * * *", "UTC", 3600, 9)
+        policy = parse_policy({**self.POLICY, "SCALING_ALGORITHM": "target"})
+        planned = replay(self.TRACE, policy, self.MODEL, (schedule,))
+        reactive = replay(self.TRACE, policy, self.MODEL)
+        step = planned.times.index
+        # Each step records what ran at its start, before its decision: the 08:50 check adds 8.
+        assert planned.provisioned[step(parse_time("2000-01-01 08:50:00"))] == 1
+        assert planned.provisioned[step(parse_time("2000-01-01 08:50:30"))] == 9
+        assert planned.supply[step(parse_time("2000-01-01 08:52:00"))] == 9
+        assert reactive.supply[step(parse_time("2000-01-01 09:00:00"))] == 1
+        assert planned.unserved_requests == 0
+        assert reactive.unserved_requests > 0
+
+    def test_the_cli_reads_the_services_entry_from_a_policy_file(self, tmp_path, capsys):
+        """--policy-file and --service: the entry's settings and schedules apply to every algorithm."""
+        trace = tmp_path / "trace.csv"
+        trace.write_text(
+            "\n".join(f"{t},{c}" for t, c in minutes([10] * 60 + [600] * 60, "2000-01-01 08:00:00"))
+        )
+        policies = tmp_path / "policies.yml"
+        policies.write_text(
+            "services:\n  - name: shop\n    min_replicas: 1\n    schedules:\n"
+            "      - {name: peak, cron: '50 8 * * *', duration: 1h, min_replicas: 9}\n"
+        )
+        arguments = ["--trace", str(trace), "--capacity", "100", "--provisioning-delay", "120", "--json"]
+        cli.main([*arguments, "--policy-file", str(policies), "--service", "shop"])
+        planned = {r["algorithm"]: r for r in json.loads(capsys.readouterr().out)}
+        cli.main([*arguments, "--policy-file", str(policies), "--service", "other"])
+        unplanned = {r["algorithm"]: r for r in json.loads(capsys.readouterr().out)}
+        for algorithm in ALGORITHMS:
+            assert planned[algorithm]["unserved_requests"] < unplanned[algorithm]["unserved_requests"]
+
+    def test_a_bad_policy_file_exits_2(self, tmp_path):
+        """A policy file the daemon would refuse stops the backtest with exit 2."""
+        trace = tmp_path / "trace.csv"
+        trace.write_text("\n".join(f"{t},{c}" for t, c in minutes([1, 2, 3])) + "\n")
+        policies = tmp_path / "policies.yml"
+        policies.write_text("services:\n  - name: shop\n    min_replicas: many\n")
+        with pytest.raises(SystemExit) as caught:
+            cli.main(["--trace", str(trace), "--capacity", "10", "--policy-file", str(policies)])
+        assert caught.value.code == 2
 
 
 class TestOneDecisionFunction:

@@ -22,6 +22,7 @@ from autoscaler.lease_store import LeaseStoreError
 from autoscaler.settings import load
 from autoscaler.state_store import ConfigStateStore
 from autoscaler.swarm import Swarm
+from common.config import ConfigError
 from tests.unit.fakes import FakeDockerApi, collector_transport, counted, exposition, resolver_for, service
 
 NOW = 1_800_000_000.0
@@ -437,6 +438,102 @@ class TestOutsideChanges:
         assert harness.api.updates == []
         assert state.services["s_web"].decision.desired_replicas == 4
         assert harness.status()["services"]["s_web"]["dry_run"] is True
+
+
+class TestPolicyFile:
+    """NOW is 08:00 UTC: the schedule below holds from 08:05 to 08:15."""
+
+    FILE = """\
+services:
+  - name: s_web
+    max_replicas: 8
+    schedules:
+      - name: morning
+        cron: "5 8 * * *"
+        duration: 10m
+        min_replicas: 6
+"""
+
+    def harness(self, tmp_path, text, services, cpu, **environment):
+        path = tmp_path / "policies.yml"
+        path.write_text(text)
+        return Harness(services, cpu, {"POLICY_FILE": str(path), **environment}), path
+
+    def test_a_schedule_raises_the_minimum_for_its_window_and_the_service_comes_back_down(self, tmp_path):
+        """Before the window nothing changes, in it the minimum is the schedule's, after it the way down."""
+        harness, _ = self.harness(
+            tmp_path,
+            self.FILE,
+            [web(replicas=3)],
+            {"s_web": 5.0},
+            MIN_REPLICAS="3",
+            SCALE_DOWN_STABILIZATION="0",
+        )
+        harness.check()
+        assert harness.replicas() == 3
+        schedule = harness.status()["services"]["s_web"]["schedule"]
+        assert (schedule["active"], schedule["next"]) == ([], "morning")
+        assert schedule["next_start"] == "2027-01-15T08:05:00+00:00"
+        harness.now += 5 * 60
+        state = harness.check()
+        assert harness.replicas() == 6
+        assert state.services["s_web"].decision.reason.limited_by == ("min_replicas",)
+        schedule = harness.status()["services"]["s_web"]["schedule"]
+        assert (schedule["active"], schedule["min_replicas"]) == (["morning"], 6)
+        assert schedule["active_until"] == "2027-01-15T08:15:00+00:00"
+        harness.now += 10 * 60
+        harness.check()
+        assert harness.replicas() == 5
+        assert harness.status()["services"]["s_web"]["schedule"]["active"] == []
+
+    def test_labels_override_the_file_and_the_file_the_environment(self, tmp_path):
+        """The file's maximum replaces the environment's; a label replaces the file's."""
+        harness, _ = self.harness(
+            tmp_path,
+            self.FILE,
+            [web(), web(labels={"autoscaler.max_replicas": "4"}, service_id="b", name="s_api")],
+            {"s_web": 50.0, "s_api": 50.0},
+        )
+        text = self.FILE + "  - name: s_api\n    max_replicas: 9\n"
+        harness.settings.policy_file.path.write_text(text)
+        state = harness.check()
+        assert state.services["s_web"].policy.max_replicas == 8
+        assert state.services["s_api"].policy.max_replicas == 4
+
+    def test_a_bad_entry_affects_only_its_service(self, tmp_path):
+        """An entry whose setting contradicts a label holds its service alone, naming the file's line."""
+        text = "services:\n  - name: s_api\n    min_replicas: 5\n"
+        services = [web(), web(labels={"autoscaler.max_replicas": "4"}, service_id="b", name="s_api")]
+        harness, _ = self.harness(tmp_path, "", services, {"s_web": 95.0, "s_api": 95.0})
+        harness.settings.policy_file.path.write_text(text)
+        state = harness.check()
+        assert [update[0] for update in harness.api.updates] == ["a"]
+        assert "autoscaler.max_replicas" in state.services["s_api"].config_error
+
+    def test_a_file_that_breaks_at_run_time_leaves_the_last_good_entries_in_force(self, tmp_path):
+        """A file that no longer parses is a problem on /status; the entries read before still apply."""
+        harness, path = self.harness(tmp_path, self.FILE, [web()], {"s_web": 50.0})
+        harness.check()
+        path.write_text("services:\n  - name: s_web\n    max_replicas: [8\n")
+        state = harness.check()
+        assert state.services["s_web"].policy.max_replicas == 8
+        (problem,) = harness.status()["problems"]
+        assert (problem["kind"], problem["subject"]) == ("policy_file", str(path))
+        assert problem["problem"].startswith("line 4: not YAML")  # where YAML found the bracket unclosed
+        assert problem["problem"].endswith("the entries read before stay in force")
+        path.write_text(self.FILE.replace("max_replicas: 8", "max_replicas: 7"))
+        state = harness.check()
+        assert state.services["s_web"].policy.max_replicas == 7
+        assert harness.status()["problems"] == []
+
+    def test_a_bad_file_at_start_names_its_line(self, tmp_path):
+        """A file that cannot be used stops the autoscaler at start: POLICY_FILE, the line and the problem."""
+        path = tmp_path / "policies.yml"
+        path.write_text("services:\n  - name: web\n    min_replicas: 50\n")
+        with pytest.raises(ConfigError) as raised:
+            load({"POLICY_FILE": str(path)})
+        assert raised.value.name == "POLICY_FILE"
+        assert raised.value.problem.startswith("line 3: min_replicas='50': is greater than MAX_REPLICAS=10")
 
 
 class TestSavedState:
