@@ -15,6 +15,14 @@ set -euo pipefail
 # A failure inside $(...) stops the script too, not only the function it happened in.
 shopt -s inherit_errexit
 
+# POLICY_FILE is a path on this machine, from where the script was started.
+if [ -n "${POLICY_FILE:-}" ]; then
+    given=$POLICY_FILE
+    POLICY_FILE=$(realpath -e -- "$given" 2>/dev/null) && [ -f "$POLICY_FILE" ] && [ -r "$POLICY_FILE" ] || {
+        echo "[deploy] error: POLICY_FILE=$given is not a readable file" >&2
+        exit 2
+    }
+fi
 cd "$(dirname "$0")"
 LOG_PREFIX=deploy
 # shellcheck source=scripts/common.sh
@@ -295,6 +303,12 @@ deploy() {
     if [ -n "$WITH_MONITORING" ]; then
         built+=("$(build_prometheus_image "$(choose_base_image)")")
         files+=(-c stack.monitoring.yml)
+    fi
+    if [ -n "${POLICY_FILE:-}" ]; then
+        POLICY_FILE_DIGEST=$(sha256sum <"$POLICY_FILE" | cut -c1-12)
+        export POLICY_FILE POLICY_FILE_DIGEST STACK_NAME
+        say "the autoscaler reads $POLICY_FILE (config ${STACK_NAME}_policies-$POLICY_FILE_DIGEST)"
+        files+=(-c stack.policy.yml)
     fi
     # Not in a process substitution: a refusal in deliver must stop the deploy.
     delivered=$(deliver "${built[@]}")
