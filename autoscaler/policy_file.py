@@ -5,7 +5,7 @@
         min_replicas: 3             # any autoscaler.* label's name, without "autoscaler."
         schedules:
           - name: weekday-peak
-            cron: "0 9 * * 1-5"     # croniter's five fields (or six, seconds first)
+            cron: "0 9 * * 1-5"     # croniter's five fields (or six, seconds last)
             timezone: Europe/Berlin # default UTC
             duration: 2h            # seconds, or a number with s, m, h or d
             min_replicas: 6

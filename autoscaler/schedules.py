@@ -26,7 +26,7 @@ _JUST_AFTER = timedelta(microseconds=1)
 class Schedule:
     name: str
     cron: str
-    """Five fields (minute hour day month weekday), or six with seconds first, as croniter reads them."""
+    """Five fields (minute hour day month weekday), or six with seconds last, as croniter reads them."""
     timezone: str
     """The IANA time zone the cron expression is read in, e.g. ``Europe/Berlin``."""
     duration: float
