@@ -113,7 +113,29 @@ class AutoscalerCollector(Collector):
                         observed.add_metric([name, metric], value)
             self._add_decision(name, record, current, desired, recommended, limited, forecast)
         yield from (current, desired, recommended, limited, forecast, observed, valid, unmeasured)
+        yield from self._schedules(state)
         yield from self._requests(state)
+
+    @staticmethod
+    def _schedules(state: DaemonState) -> Iterator[Metric]:
+        active = _gauge(
+            "autoscaler_service_schedule_active",
+            "1 for each of the service's schedules whose window holds now (the policy file).",
+            "service",
+            "schedule",
+        )
+        minimum = _gauge(
+            "autoscaler_service_scheduled_min_replicas",
+            "The minimum the service's active schedules set; absent while none is active.",
+            "service",
+        )
+        for name, record in sorted(state.services.items()):
+            schedule = record.schedule
+            for held in schedule.active:
+                active.add_metric([name, held], 1)
+            if schedule.min_replicas is not None:
+                minimum.add_metric([name], schedule.min_replicas)
+        yield from (active, minimum)
 
     def _requests(self, state: DaemonState) -> Iterator[Metric]:
         """Each service's requests at the entry point over the last window."""

@@ -481,6 +481,9 @@ services:
         schedule = harness.status()["services"]["s_web"]["schedule"]
         assert (schedule["active"], schedule["min_replicas"]) == (["morning"], 6)
         assert schedule["active_until"] == "2027-01-15T08:15:00+00:00"
+        text = harness.handlers()["/metrics"]().body.decode()
+        assert 'autoscaler_service_schedule_active{schedule="morning",service="s_web"} 1.0' in text
+        assert 'autoscaler_service_scheduled_min_replicas{service="s_web"} 6.0' in text
         harness.now += 10 * 60
         harness.check()
         assert harness.replicas() == 5
