@@ -26,7 +26,7 @@ WAIT_PATH = "/api/wait?ms=500"
 """24 users on 4 workers of 500 ms per task: about 1.5 s at 2 replicas, 0.75 s at 4."""
 FLAKY_USERS = 2
 FLAKY_PATH = "/api/flaky?p=0.2"
-LOAD_SECONDS = 120
+LOAD_SECONDS = 80
 P95_AGREEMENT = 0.2
 
 

@@ -20,9 +20,9 @@ from tests.e2e.support import DEPLOY, ROOT, SETTINGS, Stack, deploy_environment,
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redeploys]
 
-LEAD = 90
-"""Seconds from writing the file to the window's start: the redeploy takes about 40."""
-WINDOW = 60
+LEAD = 60
+"""Seconds from writing the file to the window's start: the redeploy takes 30 to 50."""
+WINDOW = 30
 SCHEDULED_MINIMUM = int(SETTINGS["MIN_REPLICAS"]) + 3
 
 
