@@ -2,9 +2,10 @@
 
 A schedule is KEDA's cron trigger in the autoscaler's terms: from each time its cron
 expression names, in its time zone, for its duration, the service's minimum is at least the
-schedule's, and its maximum is the schedule's when it gives one. Outside every window the
-policy's own bounds apply, and the way down from a window goes through the usual
-stabilization and rate limits. Pure: the time is given.
+schedule's, and its maximum is the schedule's when it gives one. The schedule's minimum also
+counts as a recommendation, as KEDA's cron trigger counts as a metric for the HPA: outside
+every window the policy's own bounds apply, and the way down from a window goes through the
+stabilization window and the rate limits. Pure: the time is given.
 """
 
 from __future__ import annotations
@@ -110,4 +111,6 @@ def scheduled(policy: Policy, status: ScheduleStatus) -> Policy:
         return policy
     minimum = max(policy.min_replicas, status.min_replicas)
     maximum = status.max_replicas if status.max_replicas is not None else policy.max_replicas
-    return dataclasses.replace(policy, min_replicas=minimum, max_replicas=max(maximum, minimum))
+    return dataclasses.replace(
+        policy, min_replicas=minimum, max_replicas=max(maximum, minimum), scheduled_replicas=minimum
+    )

@@ -306,7 +306,7 @@ def decide(observation: Observation, policy: Policy, state: ServiceState, now: f
     notes.extend(_incomplete(observation, policy, readings))
     if desired < current and not complete:
         desired, floor = apply("missing_metrics", desired, current), current
-    recommendations = _remembered(policy, state, now, floor)
+    recommendations = _remembered(policy, state, now, max(floor, policy.scheduled_replicas))
     desired = apply("stabilization", desired, _stabilized(recommendations, current, desired))
     behaviour = policy.behaviour
     longest_period = max(behaviour.scale_up_rate.period, behaviour.scale_down_rate.period)

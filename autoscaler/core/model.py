@@ -161,6 +161,10 @@ class Policy:
     """Concurrency over the surge window at this many times its target decides instead of the window's."""
     source: MetricSource | None = None
     """Where the ``external`` metric comes from; None: the service has none."""
+    scheduled_replicas: int = 0
+    """Replicas the active schedules ask for (their minimum; 0: none active). They count as a
+    recommendation, as KEDA's cron trigger counts as a metric: after a window the way down
+    goes through the stabilization window."""
 
 
 @dataclass(frozen=True)

@@ -459,16 +459,21 @@ services:
         path.write_text(text)
         return Harness(services, cpu, {"POLICY_FILE": str(path), **environment}), path
 
-    def test_a_schedule_raises_the_minimum_for_its_window_and_the_service_comes_back_down(self, tmp_path):
-        """Before the window nothing changes, in it the minimum is the schedule's, after it the way down."""
+    def idle_web(self, tmp_path, stabilization):
+        """s_web idle at 3 replicas, its own minimum, under the morning schedule."""
         harness, _ = self.harness(
             tmp_path,
             self.FILE,
             [web(replicas=3)],
             {"s_web": 5.0},
             MIN_REPLICAS="3",
-            SCALE_DOWN_STABILIZATION="0",
+            SCALE_DOWN_STABILIZATION=str(stabilization),
         )
+        return harness
+
+    def test_a_schedule_raises_the_minimum_for_its_window_and_the_service_comes_back_down(self, tmp_path):
+        """Before the window nothing changes, in it the minimum is the schedule's, after it the way down."""
+        harness = self.idle_web(tmp_path, stabilization=0)
         harness.check()
         assert harness.replicas() == 3
         schedule = harness.status()["services"]["s_web"]["schedule"]
@@ -488,6 +493,24 @@ services:
         harness.check()
         assert harness.replicas() == 5
         assert harness.status()["services"]["s_web"]["schedule"]["active"] == []
+
+    def test_after_a_window_the_way_down_waits_for_the_stabilization_window(self, tmp_path):
+        """The schedule's minimum counts as a recommendation: after its window the replicas stay one
+        stabilization window (120 s here) past the window's last check, then come down."""
+        harness = self.idle_web(tmp_path, stabilization=120)
+        harness.now += 5 * 60
+        harness.check()
+        assert harness.replicas() == 6
+        for minutes in (10, 14.5):  # checks inside the window
+            harness.now = NOW + minutes * 60
+            harness.check()
+        harness.now = NOW + 15 * 60  # the window is over
+        state = harness.check()
+        assert harness.replicas() == 6
+        assert "stabilization" in state.services["s_web"].decision.reason.limited_by
+        harness.now = NOW + 14.5 * 60 + 121
+        harness.check()
+        assert harness.replicas() < 6
 
     def test_labels_override_the_file_and_the_file_the_environment(self, tmp_path):
         """The file's maximum replaces the environment's; a label replaces the file's."""
