@@ -90,14 +90,12 @@ class PolicyFile:
     entries: tuple[Entry, ...] = ()
 
     def for_service(self, service: str, labels: Mapping[str, str]) -> Applied:
-        applied = Applied()
-        schedules: list[Schedule] = []
-        for entry in self.entries:
-            if entry.matches(service, labels):
-                applied.settings.update(entry.settings)
-                applied.setting_lines.update(entry.setting_lines)
-                schedules.extend(entry.schedules)
-        return Applied(applied.settings, applied.setting_lines, tuple(schedules))
+        matching = [entry for entry in self.entries if entry.matches(service, labels)]
+        return Applied(
+            {variable: value for entry in matching for variable, value in entry.settings.items()},
+            {variable: line for entry in matching for variable, line in entry.setting_lines.items()},
+            tuple(schedule for entry in matching for schedule in entry.schedules),
+        )
 
 
 def _line(node: yaml.Node | yaml.Event) -> int:

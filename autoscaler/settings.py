@@ -127,6 +127,7 @@ def _lease(environ: Mapping[str, str]) -> LeaseSettings:
 
 def load(environ: Mapping[str, str]) -> Settings:
     """Settings from the environment; raises common.config.ConfigError on a bad value."""
+    policy_variables = policy_environment(environ)
     return Settings(
         loop=LoopSettings(
             check_interval=read_float(
@@ -158,7 +159,7 @@ def load(environ: Mapping[str, str]) -> Settings:
             lease=_lease(environ),
         ),
         policy=parse_policy(environ),
-        policy_environment=policy_environment(environ),
-        policy_file=PolicyFileSettings(*load_policy_file(environ, policy_environment(environ))),
+        policy_environment=policy_variables,
+        policy_file=PolicyFileSettings(*load_policy_file(environ, policy_variables)),
         log_level=read_choice(environ, "LOG_LEVEL", "info", LEVELS),
     )
