@@ -2,7 +2,8 @@
 
 On services, written by operators: ``autoscaler.enable``, the policy's
 ``autoscaler.<variable in lower case>`` (some shorter), the metric sources'
-``autoscaler.source.<name>`` and the routes' ``entrypoint.path`` and ``entrypoint.port``.
+``autoscaler.source.<name>`` and the routes' ``entrypoint.path``, ``entrypoint.port`` and
+``entrypoint.balance``.
 Docker writes ``com.docker.stack.namespace``. On the Swarm configs the autoscaler keeps
 its state and its lease in, written by it: ``autoscaler.state.*`` and ``autoscaler.lease.*``.
 """
@@ -19,6 +20,7 @@ SOURCE_PREFIX = "autoscaler.source."
 """Of the labels that define a metric source."""
 PATH_LABEL = "entrypoint.path"
 PORT_LABEL = "entrypoint.port"
+BALANCE_LABEL = "entrypoint.balance"
 STACK_NAMESPACE_LABEL = "com.docker.stack.namespace"
 
 

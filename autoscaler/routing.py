@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from autoscaler.labels import PATH_LABEL, PORT_LABEL
-from common.config import read_port, read_url_prefix
+from autoscaler.labels import BALANCE_LABEL, PATH_LABEL, PORT_LABEL
+from common.bounds import BALANCING_POLICIES
+from common.config import read_choice, read_port, read_url_prefix
 
 DEFAULT_PORT = 80
 
@@ -23,6 +24,8 @@ class Route:
     """URL prefix sent to the service's tasks."""
     port: int
     """Port the tasks listen on."""
+    balance: str = "round_robin"
+    """How the entry point spreads the requests over the tasks: one of ``BALANCING_POLICIES``."""
 
 
 def route_of(labels: Mapping[str, str]) -> Route | None:
@@ -30,7 +33,9 @@ def route_of(labels: Mapping[str, str]) -> Route | None:
     if PATH_LABEL not in labels:
         return None
     return Route(
-        path=read_url_prefix(labels, PATH_LABEL, ""), port=read_port(labels, PORT_LABEL, DEFAULT_PORT)
+        path=read_url_prefix(labels, PATH_LABEL, ""),
+        port=read_port(labels, PORT_LABEL, DEFAULT_PORT),
+        balance=read_choice(labels, BALANCE_LABEL, "round_robin", BALANCING_POLICIES),
     )
 
 

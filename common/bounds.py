@@ -19,3 +19,8 @@ REPLICA_RPS = (0.001, 1_000_000_000.0)
 """Requests a second one task serves: the autoscaler's label, the entry point's rate limit."""
 RATE_LIMIT_BURST_SECONDS = (0.0, 3600.0)
 """Seconds' worth of the rate limit that may arrive at once above it."""
+
+BALANCING_POLICIES = ("round_robin", "least_conn", "ewma")
+"""How the entry point spreads a route's requests over its tasks: the label ``entrypoint.balance``
+(checked by the autoscaler) and the variable BALANCE (by the entry point), read back from the
+routing table. Not a bound, but one list more than one place checks."""

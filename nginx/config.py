@@ -19,6 +19,8 @@ COUNTERS_ZONE_SIZE = "10m"
 """Shared memory for the request counters; counts a full zone could not keep are counted as lost."""
 RATE_ZONE_SIZE = "1m"
 """Shared memory for the rate limits' buckets: one number and one counter a service."""
+BALANCING_ZONE_SIZE = "1m"
+"""Shared memory for each task's requests in flight and average response time: three numbers a task."""
 
 DECADE = (1, 1.25, 1.5, 2, 2.5, 3, 4, 5, 6, 8)
 DURATION_BUCKETS = (*(round(step * 10.0**power, 6) for power in range(-3, 2) for step in DECADE), 100.0)
@@ -45,11 +47,15 @@ class ProxySettings:
     """Port of the request counters' ``/metrics``, apart from the proxied traffic."""
     control_port: int
     """Port on 127.0.0.1 where the agent pushes the tasks (``/configuration/backends``)."""
+    balance: str = "round_robin"
+    """How the route's requests are spread over its tasks: one of ``BALANCING_POLICIES``."""
 
 
 def static_route(settings: ProxySettings) -> Route:
     """The route of the entry point's own variables (UPSTREAM_SERVICE, PROXY_LOCATION, UPSTREAM_PORT)."""
-    return Route(settings.service, settings.service, settings.location, settings.upstream_port)
+    return Route(
+        settings.service, settings.service, settings.location, settings.upstream_port, settings.balance
+    )
 
 
 def backends(routes: Sequence[Route], tasks: Mapping[str, Sequence[str]]) -> list[str]:
@@ -70,10 +76,11 @@ def _location(route: Route) -> str:
             access_by_lua_block {{
                 require("monitor").start("{route.counted_as}")
                 require("ratelimit").admit("{route.counted_as}")
-                require("balancer").route("{route.counted_as}")
+                require("balancer").route("{route.counted_as}", "{route.balance}")
             }}
             log_by_lua_block {{
                 require("monitor").log("{route.counted_as}")
+                require("balancer").log()
             }}
             proxy_pass http://{UPSTREAM_NAME};
             proxy_http_version 1.1;
@@ -126,12 +133,14 @@ http {{
     lua_shared_dict entrypoint_requests {COUNTERS_ZONE_SIZE};
     lua_shared_dict entrypoint_configuration {CONFIGURATION_ZONE_SIZE};
     lua_shared_dict entrypoint_rate {RATE_ZONE_SIZE};
+    lua_shared_dict entrypoint_balancing {BALANCING_ZONE_SIZE};
     # Loaded by the master, as root, before the workers start: they inherit the modules
     # and never read the files themselves (as nobody, who may not be allowed to).
     init_by_lua_block {{
         require("monitor").init({{{edges}}}, {{{services}}})
         require("metrics")
         require("configuration").init({{{initial}}})
+        require("balancing")
         require("balancer")
         require("ratelimit")
         require("status")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from common.bounds import RATE_LIMIT_BURST_SECONDS, REPLICA_RPS
+from common.bounds import BALANCING_POLICIES, RATE_LIMIT_BURST_SECONDS, REPLICA_RPS
 from common.config import HIGHEST_PORT, NAME, URL_PREFIX
 from common.numbers import finite
 
@@ -81,6 +81,8 @@ class Route:
     """URL prefix."""
     port: int
     """Port the tasks listen on."""
+    balance: str = "round_robin"
+    """How requests are spread over the tasks: one of ``BALANCING_POLICIES``."""
 
 
 def _name(entry: Mapping[str, object], key: str) -> str:
@@ -99,7 +101,11 @@ def _route(entry: Mapping[str, object]) -> Route:
         raise RoutesError(f"path is not a URL prefix: {path!r}")
     if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= HIGHEST_PORT:
         raise RoutesError(f"port is not a port: {port!r}")
-    return Route(_name(entry, "service"), _name(entry, "name_in_stack"), path, port)
+    # A table of a version before the policies has none: round robin, as then.
+    balance = route.get("balance", "round_robin")
+    if balance not in BALANCING_POLICIES:
+        raise RoutesError(f"balance is not one of {', '.join(BALANCING_POLICIES)}: {balance!r:.60}")
+    return Route(_name(entry, "service"), _name(entry, "name_in_stack"), path, port, str(balance))
 
 
 def routes_of(table: object) -> tuple[list[Route], dict[str, str]]:

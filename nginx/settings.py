@@ -7,8 +7,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from common.bounds import BALANCING_POLICIES
 from common.config import (
     ConfigError,
+    read_choice,
     read_float,
     read_int,
     read_name,
@@ -63,5 +65,6 @@ def load(environ: Mapping[str, str]) -> AgentSettings:
             service=service,
             metrics_port=read_port(environ, "METRICS_PORT", 9145),
             control_port=read_port(environ, "CONTROL_PORT", 10246),
+            balance=read_choice(environ, "BALANCE", "round_robin", BALANCING_POLICIES),
         ),
     )

@@ -1,6 +1,7 @@
--- Picks the task for each try of a request (balancer_by_lua): round robin over the tasks
--- of the request's service (set by route() in the access phase) that the agent pushed
--- (configuration.lua), skipping a task that failed within FAIL_TIMEOUT.
+-- Picks the task for each try of a request (balancer_by_lua) among the tasks of the
+-- request's service (set by route() in the access phase) that the agent pushed
+-- (configuration.lua), by the route's policy (balancing.lua), skipping a task that failed
+-- within FAIL_TIMEOUT.
 --
 -- A try that fails (no connection, a timeout, a 502 or 503; see proxy_next_upstream)
 -- takes its task out for FAIL_TIMEOUT seconds in this worker and hands the request to
@@ -8,6 +9,7 @@
 
 local ngx_balancer = require("ngx.balancer")
 local configuration = require("configuration")
+local balancing = require("balancing")
 
 local _M = {}
 
@@ -35,6 +37,13 @@ local function take(backends)
             failed_until[address] = nil
         end
     end
+    for _, pool in pairs(pools) do
+        for _, peer in ipairs(pool.peers) do
+            if not known[peer.address] then
+                balancing.forget(peer.address)
+            end
+        end
+    end
     pools = fresh
 end
 
@@ -43,7 +52,7 @@ function _M.init_worker()
 end
 
 -- The next task of the pool in turn that has not failed lately; any task when all have.
-local function pick(pool, now)
+local function in_turn(pool, now)
     local peers = pool.peers
     local count = #peers
     local chosen
@@ -61,19 +70,36 @@ local function pick(pool, now)
     return chosen
 end
 
--- The task of the try that just failed: the last address in $upstream_addr.
-local function last_tried()
+-- The task the route's policy picks among those that have not failed lately; any task
+-- when all have.
+local function pick(pool, policy, now)
+    if policy == "round_robin" then
+        return in_turn(pool, now)
+    end
+    return balancing.lowest(pool, policy, function(peer)
+        return (failed_until[peer.address] or 0) <= now
+    end, now) or in_turn(pool, now)
+end
+
+-- The last try's entry in a variable that has one a try ("a, b"): its last match of ``pattern``.
+local function last_of(value, pattern)
     local last
-    for address in string.gmatch(ngx.var.upstream_addr or "", "[%d%.]+:%d+") do
-        last = address
+    for item in string.gmatch(value or "", pattern) do
+        last = item
     end
     return last
 end
 
--- In the access phase: the request goes to ``service``'s tasks; with none at all, a 503 at
--- once rather than a try that cannot be.
-function _M.route(service)
+-- The task of the try that just failed: the last address in $upstream_addr.
+local function last_tried()
+    return last_of(ngx.var.upstream_addr, "[%d%.]+:%d+")
+end
+
+-- In the access phase: the request goes to ``service``'s tasks, chosen by ``policy``; with
+-- none at all, a 503 at once rather than a try that cannot be.
+function _M.route(service, policy)
     ngx.ctx.entry_service = service
+    ngx.ctx.entry_policy = policy
     local pool = pools[service]
     if not pool or #pool.peers == 0 then
         return ngx.exit(ngx.HTTP_SERVICE_UNAVAILABLE)
@@ -92,7 +118,8 @@ function _M.balance()
     elseif pool and #pool.peers > 1 then
         ngx_balancer.set_more_tries(math.min(#pool.peers, MAX_TRIES) - 1)
     end
-    local peer = pool and pick(pool, now)
+    local policy = ngx.ctx.entry_policy or "round_robin"
+    local peer = pool and pick(pool, policy, now)
     if not peer then
         -- Only when the list emptied since the access phase checked it (see route).
         return ngx.exit(ngx.ERROR)
@@ -101,6 +128,28 @@ function _M.balance()
     if not ok then
         ngx.log(ngx.ERR, "balancer: cannot use ", peer.address, ": ", err)
         return ngx.exit(ngx.HTTP_INTERNAL_SERVER_ERROR)
+    end
+    if balancing.counts(policy) then
+        -- The try before this one, if any, ended without a response worth learning from.
+        if ngx.ctx.entry_trying then
+            balancing.ended(ngx.ctx.entry_trying, nil, now)
+        end
+        balancing.started(peer.address)
+        ngx.ctx.entry_trying = peer.address
+    end
+end
+
+-- The last response time in $upstream_response_time ("0.012, 0.004": one a try), in seconds.
+local function last_response_time()
+    return tonumber(last_of(ngx.var.upstream_response_time, "[%d%.]+"))
+end
+
+-- In the log phase: the request's last try ended.
+function _M.log()
+    local address = ngx.ctx.entry_trying
+    if address then
+        ngx.ctx.entry_trying = nil
+        balancing.ended(address, last_response_time(), ngx.now())
     end
 end
 

@@ -1,17 +1,26 @@
 -- GET /nginx/status: nginx's connections, and per service its requests and tasks, as JSON.
 
+local balancing = require("balancing")
 local configuration = require("configuration")
 local monitor = require("monitor")
 local ratelimit = require("ratelimit")
 
 local _M = {}
 
+-- Its requests in flight and average response time, as least_conn and ewma see them.
+local function load(address, now)
+    local flight, average = balancing.state(address, now)
+    return string.format('"in_flight": %d, "response_ewma_seconds": %s',
+        flight, average and string.format("%.4f", average) or "null")
+end
+
 local function server(address, now)
     local until_time = configuration.resting_until(address)
     if until_time and until_time > now then
-        return string.format('{"address": "%s", "state": "resting", "resting_seconds": %.1f}', address, until_time - now)
+        return string.format('{"address": "%s", "state": "resting", "resting_seconds": %.1f, %s}',
+            address, until_time - now, load(address, now))
     end
-    return string.format('{"address": "%s", "state": "up"}', address)
+    return string.format('{"address": "%s", "state": "up", %s}', address, load(address, now))
 end
 
 local function rate_limit(service)

@@ -35,6 +35,8 @@ def free_port() -> int:
 class TaskServer(ThreadingHTTPServer):
     dying = False
     """Answers every request with a 503, as a task shutting down."""
+    delay = 0.0
+    """Seconds it takes to answer any request, as a slowed task."""
 
 
 class Upstream(BaseHTTPRequestHandler):
@@ -44,6 +46,7 @@ class Upstream(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         url = urlparse(self.path)
+        time.sleep(self.server.delay)
         if url.path == "/api/sleep":
             time.sleep(int(parse_qs(url.query)["ms"][0]) / 1000)
         status = 500 if url.path == "/api/fail" else 200
@@ -63,10 +66,11 @@ class Upstream(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def upstream_server(dying: bool = False) -> Iterator[int]:
+def upstream_server(dying: bool = False, delay: float = 0.0) -> Iterator[int]:
     """A task on 127.0.0.1 (only): its port."""
     server = TaskServer(("127.0.0.1", 0), Upstream)
     server.dying = dying
+    server.delay = delay
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         yield server.server_address[1]

@@ -731,14 +731,19 @@ class TestRoutingTable:
 
     def test_a_service_with_route_labels_has_a_route_whether_autoscaled_or_not(self):
         """Route labels give a route to any service, autoscaled or not."""
-        route = {"entrypoint.path": "/shop/", "entrypoint.port": "8000", "com.docker.stack.namespace": "s"}
+        route = {
+            "entrypoint.path": "/shop/",
+            "entrypoint.port": "8000",
+            "entrypoint.balance": "ewma",
+            "com.docker.stack.namespace": "s",
+        }
         shop = service("b", "s_shop", 2, route, LONG_AGO)
         harness = Harness([web(labels={"entrypoint.path": "/api/"}), shop], {"s_web": 50.0})
         harness.check()
         table = json.loads(harness.handlers()["/routes"]().body)["services"]
         assert [(e["service"], e["name_in_stack"], e["route"]) for e in table] == [
-            ("s_shop", "shop", {"path": "/shop/", "port": 8000}),
-            ("s_web", "s_web", {"path": "/api/", "port": 80}),
+            ("s_shop", "shop", {"path": "/shop/", "port": 8000, "balance": "ewma"}),
+            ("s_web", "s_web", {"path": "/api/", "port": 80, "balance": "round_robin"}),
         ]
         assert "s_shop" not in harness.daemon_state.services  # routed, not autoscaled
 
@@ -749,6 +754,7 @@ class TestRoutingTable:
             ({"entrypoint.path": "api"}, "entrypoint.path"),
             ({"entrypoint.path": "/api/", "entrypoint.port": "80; deny all"}, "entrypoint.port"),
             ({"entrypoint.path": "/api/", "entrypoint.port": "70000"}, "entrypoint.port"),
+            ({"entrypoint.path": "/api/", "entrypoint.balance": "fastest"}, "entrypoint.balance"),
         ],
     )
     def test_a_route_label_nginx_would_read_as_more_is_refused_for_that_service_only(self, labels, named):

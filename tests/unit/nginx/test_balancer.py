@@ -178,6 +178,57 @@ class TestBalancer:
         assert states == {proxy.upstream: "up", proxy.refusing: "resting"}
 
 
+POLICY_ROUTES = [
+    Route(service=policy, counted_as=policy, path=f"/{policy}/", port=1, balance=policy)
+    for policy in ("round_robin", "least_conn", "ewma")
+]
+"""A route of each balancing policy; the tasks are pushed with their ports."""
+SLOW_SECONDS = 0.05
+
+
+async def answered_concurrently(entry: str, path: str, requests: int, concurrency: int) -> Counter[str]:
+    """The port of the task that answered each of ``requests``, ``concurrency`` at a time."""
+    answers: Counter[str] = Counter()
+
+    async def client_loop(client: httpx.AsyncClient) -> None:
+        for _ in range(requests // concurrency):
+            answer = await client.get(path)
+            assert answer.status_code == 200
+            answers[answer.text.strip()] += 1
+
+    async with httpx.AsyncClient(base_url=entry, timeout=10) as client:
+        await asyncio.gather(*(client_loop(client) for _ in range(concurrency)))
+    return answers
+
+
+class TestBalancingPolicies:
+    def test_a_slow_task_gets_fewer_requests_under_least_conn_and_ewma(self, tmp_path: Path) -> None:
+        """Of two fast tasks and a slow one, round robin gives each a third; least_conn and ewma give
+        the slow one far less."""
+        with (
+            upstream_server() as fast,
+            upstream_server() as other_fast,
+            upstream_server(delay=SLOW_SECONDS) as slow,
+            started(tmp_path, [], more=POLICY_ROUTES) as proxy,
+        ):
+            tasks = [f"127.0.0.1:{port}" for port in (fast, other_fast, slow)]
+            lines = [f"{route.counted_as} {task}" for route in POLICY_ROUTES for task in tasks]
+            assert proxy.push_lines(lines).status_code == 200
+            time.sleep(3 * SYNC_INTERVAL)  # every worker takes the pushed tasks
+            shares = {}
+            for route in POLICY_ROUTES:
+                answers = asyncio.run(answered_concurrently(proxy.entry, route.path + "x", 240, 8))
+                shares[route.balance] = answers[str(slow)] / sum(answers.values())
+            status = httpx.get(proxy.admin + "/nginx/status", timeout=5).json()
+        assert 0.25 <= shares["round_robin"] <= 0.42, shares
+        assert shares["least_conn"] <= 0.15, shares
+        assert shares["ewma"] <= 0.15, shares
+        # Every try ended: no request counts as in flight any more, and ewma learnt the slow task.
+        servers = {server["address"]: server for server in status["services"]["ewma"]["servers"]}
+        assert {server["in_flight"] for server in servers.values()} == {0}
+        assert servers[f"127.0.0.1:{slow}"]["response_ewma_seconds"] > 0.01
+
+
 class TestHttpPusher:
     def test_the_agents_push_reaches_nginx(self, proxy: Proxy) -> None:
         """The agent's pusher sets the tasks of a real nginx."""

@@ -52,6 +52,13 @@ class TestRoutesOf:
         }
         assert routes_of(table) == ([SHOP], {})
 
+    def test_a_route_keeps_its_balancing_policy_and_round_robin_without_one(self):
+        """A route's balancing policy is the table's; a table without one (older) means round robin."""
+        shop = {"service": "s_shop", "name_in_stack": "shop", "route": {"path": "/shop/", "port": 9000}}
+        assert routes_of({"services": [shop]})[0][0].balance == "round_robin"
+        shop["route"] = {"path": "/shop/", "port": 9000, "balance": "ewma"}
+        assert routes_of({"services": [shop]})[0][0].balance == "ewma"
+
     @pytest.mark.parametrize(
         ("route", "names"),
         [
@@ -60,6 +67,9 @@ class TestRoutesOf:
             ({"path": "/x/", "port": "80; deny all"}, {}),
             ({"path": "/x/", "port": 70000}, {}),
             ({"path": "/x/", "port": True}, {}),
+            ({"path": "/x/", "port": 80, "balance": "random"}, {}),
+            ({"path": "/x/", "port": 80, "balance": 'ewma"); os.exit()'}, {}),
+            ({"path": "/x/", "port": 80, "balance": None}, {}),
             ({"path": "/x/", "port": 80}, {"service": 'x"); os.exit()'}),
             ({"path": "/x/", "port": 80}, {"name_in_stack": "x y"}),
             ("/x/", {}),
