@@ -16,11 +16,6 @@ local _M = {}
 local shared = ngx.shared.entrypoint_balancing
 
 local DECAY_SECONDS = 10
-local POLICIES = { round_robin = true, least_conn = true, ewma = true }
-
-function _M.known(policy)
-    return POLICIES[policy] == true
-end
 
 local function in_flight(address)
     return shared:get("flight " .. address) or 0
