@@ -2,8 +2,8 @@
 
 On services, written by operators: ``autoscaler.enable``, the policy's
 ``autoscaler.<variable in lower case>`` (some shorter), the metric sources'
-``autoscaler.source.<name>`` and the routes' ``entrypoint.path``, ``entrypoint.port`` and
-``entrypoint.balance``.
+``autoscaler.source.<name>`` and the routes' ``entrypoint.path``, ``entrypoint.port``,
+``entrypoint.balance`` and ``entrypoint.sticky``.
 Docker writes ``com.docker.stack.namespace``. On the Swarm configs the autoscaler keeps
 its state and its lease in, written by it: ``autoscaler.state.*`` and ``autoscaler.lease.*``.
 """
@@ -21,6 +21,7 @@ SOURCE_PREFIX = "autoscaler.source."
 PATH_LABEL = "entrypoint.path"
 PORT_LABEL = "entrypoint.port"
 BALANCE_LABEL = "entrypoint.balance"
+STICKY_LABEL = "entrypoint.sticky"
 STACK_NAMESPACE_LABEL = "com.docker.stack.namespace"
 
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from autoscaler.labels import BALANCE_LABEL, PATH_LABEL, PORT_LABEL
-from common.bounds import BALANCING_POLICIES
+from autoscaler.labels import BALANCE_LABEL, PATH_LABEL, PORT_LABEL, STICKY_LABEL
+from common.bounds import BALANCING_POLICIES, STICKY_MODES
 from common.config import read_choice, read_port, read_url_prefix
 
 DEFAULT_PORT = 80
@@ -26,6 +26,8 @@ class Route:
     """Port the tasks listen on."""
     balance: str = "round_robin"
     """How the entry point spreads the requests over the tasks: one of ``BALANCING_POLICIES``."""
+    sticky: str = "none"
+    """Whether a client keeps its task: one of ``STICKY_MODES``."""
 
 
 def route_of(labels: Mapping[str, str]) -> Route | None:
@@ -36,6 +38,7 @@ def route_of(labels: Mapping[str, str]) -> Route | None:
         path=read_url_prefix(labels, PATH_LABEL, ""),
         port=read_port(labels, PORT_LABEL, DEFAULT_PORT),
         balance=read_choice(labels, BALANCE_LABEL, "round_robin", BALANCING_POLICIES),
+        sticky=read_choice(labels, STICKY_LABEL, "none", STICKY_MODES),
     )
 
 

@@ -24,3 +24,7 @@ BALANCING_POLICIES = ("round_robin", "least_conn", "ewma")
 """How the entry point spreads a route's requests over its tasks: the label ``entrypoint.balance``
 (checked by the autoscaler) and the variable BALANCE (by the entry point), read back from the
 routing table. Not a bound, but one list more than one place checks."""
+
+STICKY_MODES = ("none", "cookie", "client_address")
+"""Whether a client keeps its task at the entry point: the label ``entrypoint.sticky`` and the
+variable STICKY, read back from the routing table."""

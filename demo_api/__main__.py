@@ -6,7 +6,9 @@ the load balancer spread requests over the tasks. GET /api/wait?ms=N waits N
 milliseconds on average (from N/2 to 3N/2, as a database's answers vary) in one of
 WAIT_WORKERS slots (4): its latency grows with concurrency while its CPU stays low,
 like a service waiting on a database. GET /api/flaky?p=F fails a fraction F of the
-requests with a 500.
+requests with a 500. /api/echo is a WebSocket that answers each text message with
+{"served_by": ..., "hostname": ..., "message": ...}, so that a client can see its
+connection stay on one task.
 
 With a data tier (DATA_ROUTER set), POST /api/items with {"value": "..."} writes a row on
 the primary and answers {"id": N}; GET /api/items/N reads it, from Redis when cached and
@@ -37,7 +39,8 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from common.config import ConfigError, parse_float, parse_int, read_int, read_port, read_str
 from common.lifecycle import load_or_exit
@@ -121,12 +124,26 @@ class DemoApi:
             Route("/api/items", self.search_items, methods=["GET"]),
             Route("/api/items", self.create_item, methods=["POST"]),
             Route("/api/items/{item:int}", self.read_item, methods=["GET"]),
+            WebSocketRoute("/api/echo", self.echo),
         ]
         return Starlette(routes=routes, lifespan=lifespan)
 
     @staticmethod
     async def health(_request: Request) -> JSONResponse:
         return _answer(HTTPStatus.OK, {"status": "ok"})
+
+    @staticmethod
+    async def echo(websocket: WebSocket) -> None:
+        await websocket.accept()
+        served_by = (websocket.scope.get("server") or ("", 0))[0]
+        try:
+            while True:
+                message = await websocket.receive_text()
+                await websocket.send_json(
+                    {"served_by": served_by, "hostname": socket.gethostname(), "message": message[:1000]}
+                )
+        except WebSocketDisconnect:
+            return
 
     @staticmethod
     async def work(request: Request) -> JSONResponse:

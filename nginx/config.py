@@ -49,12 +49,19 @@ class ProxySettings:
     """Port on 127.0.0.1 where the agent pushes the tasks (``/configuration/backends``)."""
     balance: str = "round_robin"
     """How the route's requests are spread over its tasks: one of ``BALANCING_POLICIES``."""
+    sticky: str = "none"
+    """Whether a client keeps its task: one of ``STICKY_MODES``."""
 
 
 def static_route(settings: ProxySettings) -> Route:
     """The route of the entry point's own variables (UPSTREAM_SERVICE, PROXY_LOCATION, UPSTREAM_PORT)."""
     return Route(
-        settings.service, settings.service, settings.location, settings.upstream_port, settings.balance
+        settings.service,
+        settings.service,
+        settings.location,
+        settings.upstream_port,
+        settings.balance,
+        settings.sticky,
     )
 
 
@@ -71,12 +78,16 @@ def backends(routes: Sequence[Route], tasks: Mapping[str, Sequence[str]]) -> lis
 
 
 def _location(route: Route) -> str:
+    chosen = f'"{route.counted_as}", "{route.balance}", "{route.sticky}", "{route.path}"'
     return f"""
         location {route.path} {{
             access_by_lua_block {{
                 require("monitor").start("{route.counted_as}")
                 require("ratelimit").admit("{route.counted_as}")
-                require("balancer").route("{route.counted_as}", "{route.balance}")
+                require("balancer").route({chosen})
+            }}
+            header_filter_by_lua_block {{
+                require("balancer").header_filter()
             }}
             log_by_lua_block {{
                 require("monitor").log("{route.counted_as}")
@@ -84,7 +95,10 @@ def _location(route: Route) -> str:
             }}
             proxy_pass http://{UPSTREAM_NAME};
             proxy_http_version 1.1;
-            proxy_set_header Connection "";
+            # A WebSocket upgrade passes through, and stays on its task for its life; any
+            # other request leaves the connection to the task open for the next.
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection $entry_upstream_connection;
             proxy_set_header Host $host;
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
             # A task that refuses or fails a request before answering hands it to another
@@ -128,6 +142,11 @@ http {{
         default "$status $request_time $upstream_addr|$upstream_status|$upstream_response_time";
     }}
 
+    map $http_upgrade $entry_upstream_connection {{
+        default upgrade;
+        "" "";
+    }}
+
     lua_package_path "{LUA_DIRECTORY}/?.lua;;";
     # Shared memory outlives a reload, and the request counters with it.
     lua_shared_dict entrypoint_requests {COUNTERS_ZONE_SIZE};
@@ -141,6 +160,7 @@ http {{
         require("metrics")
         require("configuration").init({{{initial}}})
         require("balancing")
+        require("sticky")
         require("balancer")
         require("ratelimit")
         require("status")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from common.bounds import BALANCING_POLICIES, RATE_LIMIT_BURST_SECONDS, REPLICA_RPS
+from common.bounds import BALANCING_POLICIES, RATE_LIMIT_BURST_SECONDS, REPLICA_RPS, STICKY_MODES
 from common.config import HIGHEST_PORT, NAME, URL_PREFIX
 from common.numbers import finite
 
@@ -83,6 +83,8 @@ class Route:
     """Port the tasks listen on."""
     balance: str = "round_robin"
     """How requests are spread over the tasks: one of ``BALANCING_POLICIES``."""
+    sticky: str = "none"
+    """Whether a client keeps its task: one of ``STICKY_MODES``."""
 
 
 def _name(entry: Mapping[str, object], key: str) -> str:
@@ -101,11 +103,18 @@ def _route(entry: Mapping[str, object]) -> Route:
         raise RoutesError(f"path is not a URL prefix: {path!r}")
     if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= HIGHEST_PORT:
         raise RoutesError(f"port is not a port: {port!r}")
-    # A table of a version before the policies has none: round robin, as then.
-    balance = route.get("balance", "round_robin")
-    if balance not in BALANCING_POLICIES:
-        raise RoutesError(f"balance is not one of {', '.join(BALANCING_POLICIES)}: {balance!r:.60}")
-    return Route(_name(entry, "service"), _name(entry, "name_in_stack"), path, port, str(balance))
+    # A table of a version before these has neither: round robin and no stickiness, as then.
+    balance = _choice(route, "balance", BALANCING_POLICIES)
+    sticky = _choice(route, "sticky", STICKY_MODES)
+    return Route(_name(entry, "service"), _name(entry, "name_in_stack"), path, port, balance, sticky)
+
+
+def _choice(route: Mapping[str, object], key: str, choices: tuple[str, ...]) -> str:
+    """The route's ``key``, one of ``choices``; the first when the table has none."""
+    value = route.get(key, choices[0])
+    if not isinstance(value, str) or value not in choices:
+        raise RoutesError(f"{key} is not one of {', '.join(choices)}: {value!r:.60}")
+    return value
 
 
 def routes_of(table: object) -> tuple[list[Route], dict[str, str]]:

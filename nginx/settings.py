@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from common.bounds import BALANCING_POLICIES
+from common.bounds import BALANCING_POLICIES, STICKY_MODES
 from common.config import (
     ConfigError,
     read_choice,
@@ -66,5 +66,6 @@ def load(environ: Mapping[str, str]) -> AgentSettings:
             metrics_port=read_port(environ, "METRICS_PORT", 9145),
             control_port=read_port(environ, "CONTROL_PORT", 10246),
             balance=read_choice(environ, "BALANCE", "round_robin", BALANCING_POLICIES),
+            sticky=read_choice(environ, "STICKY", "none", STICKY_MODES),
         ),
     )

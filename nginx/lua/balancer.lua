@@ -10,6 +10,7 @@
 local ngx_balancer = require("ngx.balancer")
 local configuration = require("configuration")
 local balancing = require("balancing")
+local sticky = require("sticky")
 
 local _M = {}
 
@@ -81,6 +82,21 @@ local function pick(pool, policy, now)
     end, now) or in_turn(pool, now)
 end
 
+-- The request's task: its sticky one on a first try, if it has one that is usable; else
+-- the policy's pick.
+local function chosen(pool, policy, now, retry)
+    local mode = ngx.ctx.entry_sticky
+    if mode and mode ~= "none" and not retry then
+        local peer = sticky.pinned(pool, mode, ngx.ctx.entry_service, function(candidate)
+            return (failed_until[candidate.address] or 0) <= now
+        end)
+        if peer then
+            return peer
+        end
+    end
+    return pick(pool, policy, now)
+end
+
 -- The last try's entry in a variable that has one a try ("a, b"): its last match of ``pattern``.
 local function last_of(value, pattern)
     local last
@@ -95,11 +111,14 @@ local function last_tried()
     return last_of(ngx.var.upstream_addr, "[%d%.]+:%d+")
 end
 
--- In the access phase: the request goes to ``service``'s tasks, chosen by ``policy``; with
--- none at all, a 503 at once rather than a try that cannot be.
-function _M.route(service, policy)
+-- In the access phase: the request goes to ``service``'s tasks, chosen by ``policy`` unless
+-- it is ``stickiness``'s (sticky.lua) to one at ``path``; with none at all, a 503 at once
+-- rather than a try that cannot be.
+function _M.route(service, policy, stickiness, path)
     ngx.ctx.entry_service = service
     ngx.ctx.entry_policy = policy
+    ngx.ctx.entry_sticky = stickiness
+    ngx.ctx.entry_path = path
     local pool = pools[service]
     if not pool or #pool.peers == 0 then
         return ngx.exit(ngx.HTTP_SERVICE_UNAVAILABLE)
@@ -109,7 +128,8 @@ end
 function _M.balance()
     local now = ngx.now()
     local pool = pools[ngx.ctx.entry_service]
-    if ngx_balancer.get_last_failure() then
+    local retry = ngx_balancer.get_last_failure() ~= nil
+    if retry then
         local failed = last_tried()
         if failed then
             failed_until[failed] = now + FAIL_TIMEOUT
@@ -119,7 +139,7 @@ function _M.balance()
         ngx_balancer.set_more_tries(math.min(#pool.peers, MAX_TRIES) - 1)
     end
     local policy = ngx.ctx.entry_policy or "round_robin"
-    local peer = pool and pick(pool, policy, now)
+    local peer = pool and chosen(pool, policy, now, retry)
     if not peer then
         -- Only when the list emptied since the access phase checked it (see route).
         return ngx.exit(ngx.ERROR)
@@ -129,6 +149,7 @@ function _M.balance()
         ngx.log(ngx.ERR, "balancer: cannot use ", peer.address, ": ", err)
         return ngx.exit(ngx.HTTP_INTERNAL_SERVER_ERROR)
     end
+    ngx.ctx.entry_served = peer.address
     if balancing.counts(policy) then
         -- The try before this one, if any, ended without a response worth learning from.
         if ngx.ctx.entry_trying then
@@ -142,6 +163,14 @@ end
 -- The last response time in $upstream_response_time ("0.012, 0.004": one a try), in seconds.
 local function last_response_time()
     return tonumber(last_of(ngx.var.upstream_response_time, "[%d%.]+"))
+end
+
+-- In the header filter: a route with sticky cookies names the task that answered.
+function _M.header_filter()
+    local address = ngx.ctx.entry_served
+    if address and ngx.ctx.entry_sticky == "cookie" then
+        sticky.set_cookie(ngx.ctx.entry_service, ngx.ctx.entry_path, address)
+    end
 end
 
 -- In the log phase: the request's last try ended.

@@ -7,19 +7,24 @@ and the entry point goes back to its one route.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import subprocess
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 import httpx
 import pytest
+import websockets
 
-from tests.e2e.support import Stack, wait_until
+from tests.e2e.support import Background, Stack, wait_until
 from tests.e2e.test_stack import running_task_addresses, upstream
 
 pytestmark = pytest.mark.e2e
 
-ROUTED, REFUSED = "shop", "injected"
+ROUTED, REFUSED, STICKY = "shop", "injected", "sticky"
 INJECTION = "/x/ { return 200 'x'; } location /y/"
 
 
@@ -97,3 +102,85 @@ class TestRouting:
         assert refused[0]["problem"].startswith("entrypoint.path=")
         assert "must be a URL prefix" in refused[0]["problem"]
         assert httpx.get(stack.entry + "/x/", timeout=5).status_code == 404
+
+
+@dataclass
+class StickyClients(Background):
+    """Clients that keep their cookies, each sending requests one after the other: whom each reached."""
+
+    url: str
+    clients: int
+    served: list[list[str]] = field(default_factory=list)
+    """Per client, the task that answered each request in turn."""
+    failures: list[str] = field(default_factory=list)
+
+    def loops(self) -> list[Callable[[], None]]:
+        self.served = [[] for _ in range(self.clients)]
+        return [lambda index=index: self._client(index) for index in range(self.clients)]
+
+    def _client(self, index: int) -> None:
+        with httpx.Client(timeout=10) as client:
+            while not self.stopped.is_set():
+                try:
+                    answer = client.get(self.url)
+                except httpx.HTTPError as error:
+                    self.failures.append(type(error).__name__)
+                    continue
+                if answer.status_code != 200:
+                    self.failures.append(str(answer.status_code))
+                    continue
+                self.served[index].append(answer.json()["served_by"])
+                time.sleep(0.05)
+
+
+def runs(served: list[str]) -> list[str]:
+    """The tasks in the order a client went to them, each stay once."""
+    return [task for position, task in enumerate(served) if position == 0 or served[position - 1] != task]
+
+
+class TestStickySessions:
+    def test_sticky_cookies_hold_and_move_across_a_scale_down_with_no_failed_request(
+        self, stack: Stack
+    ) -> None:
+        """Clients with sticky cookies stay on their task; scaled 3 to 1, those whose task left move once
+        to the one left, and no request fails."""
+        labels = {"entrypoint.path": "/api/work", "entrypoint.port": "8000", "entrypoint.sticky": "cookie"}
+        with routed_service(stack, STICKY, labels, replicas=3):
+            wait_until(
+                "three tasks routed", lambda: upstream(stack, STICKY), lambda seen: len(seen) == 3, 120
+            )
+            with StickyClients(stack.entry + "/api/work?ms=1", clients=6) as clients:
+                time.sleep(5)
+                subprocess.run(
+                    ["docker", "service", "scale", "--detach", f"{stack.service(STICKY)}=1"],
+                    check=True,
+                    capture_output=True,
+                    timeout=60,
+                )
+                left = wait_until(
+                    "one task routed", lambda: upstream(stack, STICKY), lambda seen: len(seen) == 1, 120
+                )
+                time.sleep(5)
+        assert clients.failures == []
+        stays = [runs(served) for served in clients.served]
+        assert all(len(stay) <= 2 for stay in stays), stays  # at most one move each
+        assert {stay[-1] for stay in stays} == set(left)  # all on the task left
+        assert any(len(stay) == 2 for stay in stays), stays  # some had a task that left
+        assert len({stay[0] for stay in stays}) > 1  # the first answers spread
+
+    def test_a_websocket_stays_on_its_task(self, stack: Stack) -> None:
+        """A WebSocket to the demo API's /api/echo through the entry point is answered by one task."""
+
+        async def exchange() -> list[dict[str, str]]:
+            async with websockets.connect(
+                stack.entry.replace("http://", "ws://") + "/api/echo"
+            ) as connection:
+                answers = []
+                for message in ("one", "two", "three", "four"):
+                    await connection.send(message)
+                    answers.append(json.loads(await connection.recv()))
+                return answers
+
+        answers = asyncio.run(exchange())
+        assert [answer["message"] for answer in answers] == ["one", "two", "three", "four"]
+        assert len({answer["served_by"] for answer in answers}) == 1

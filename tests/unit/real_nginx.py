@@ -45,6 +45,9 @@ class Upstream(BaseHTTPRequestHandler):
     server: TaskServer
 
     def do_GET(self) -> None:
+        if self.headers.get("Upgrade"):
+            self._upgraded()
+            return
         url = urlparse(self.path)
         time.sleep(self.server.delay)
         if url.path == "/api/sleep":
@@ -60,6 +63,21 @@ class Upstream(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         self.do_GET()
+
+    def _upgraded(self) -> None:
+        """An upgraded connection, as a WebSocket's: after the 101, each line comes back after the port.
+
+        nginx passes the bytes after a 101 through untouched, so lines stand in for frames.
+        """
+        self.send_response(101)
+        self.send_header("Upgrade", self.headers["Upgrade"])
+        self.send_header("Connection", "Upgrade")
+        self.end_headers()
+        self.wfile.flush()
+        for line in self.rfile:
+            self.wfile.write(f"{self.server.server_address[1]} ".encode() + line)
+            self.wfile.flush()
+        self.close_connection = True
 
     def log_message(self, *_: object) -> None:
         pass

@@ -742,8 +742,8 @@ class TestRoutingTable:
         harness.check()
         table = json.loads(harness.handlers()["/routes"]().body)["services"]
         assert [(e["service"], e["name_in_stack"], e["route"]) for e in table] == [
-            ("s_shop", "shop", {"path": "/shop/", "port": 8000, "balance": "ewma"}),
-            ("s_web", "s_web", {"path": "/api/", "port": 80, "balance": "round_robin"}),
+            ("s_shop", "shop", {"path": "/shop/", "port": 8000, "balance": "ewma", "sticky": "none"}),
+            ("s_web", "s_web", {"path": "/api/", "port": 80, "balance": "round_robin", "sticky": "none"}),
         ]
         assert "s_shop" not in harness.daemon_state.services  # routed, not autoscaled
 
@@ -755,6 +755,7 @@ class TestRoutingTable:
             ({"entrypoint.path": "/api/", "entrypoint.port": "80; deny all"}, "entrypoint.port"),
             ({"entrypoint.path": "/api/", "entrypoint.port": "70000"}, "entrypoint.port"),
             ({"entrypoint.path": "/api/", "entrypoint.balance": "fastest"}, "entrypoint.balance"),
+            ({"entrypoint.path": "/api/", "entrypoint.sticky": "yes"}, "entrypoint.sticky"),
         ],
     )
     def test_a_route_label_nginx_would_read_as_more_is_refused_for_that_service_only(self, labels, named):

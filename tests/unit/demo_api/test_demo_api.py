@@ -1,10 +1,12 @@
 import asyncio
+import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import psycopg
 import pytest
+import websockets
 
 from demo_api import items
 from demo_api.__main__ import failure_fraction, work_milliseconds
@@ -66,6 +68,24 @@ class TestDemoApi:
             assert {client.get(demo_api + "/api/flaky?p=0").status_code for _ in range(5)} == {200}
             codes = [client.get(demo_api + "/api/flaky?p=0.5").status_code for _ in range(200)]
         assert 60 <= codes.count(500) <= 140  # binomial(200, 0.5): outside this about once in 10^8 runs
+
+
+class TestEcho:
+    def test_a_websocket_gets_each_message_back_from_one_task(self, demo_api):
+        """/api/echo answers each message on the same connection, naming the task."""
+
+        async def exchange():
+            url = demo_api.replace("http://", "ws://") + "/api/echo"
+            async with websockets.connect(url) as connection:
+                answers = []
+                for message in ("one", "two"):
+                    await connection.send(message)
+                    answers.append(json.loads(await connection.recv()))
+                return answers
+
+        answers = asyncio.run(exchange())
+        assert [answer["message"] for answer in answers] == ["one", "two"]
+        assert len({(answer["served_by"], answer["hostname"]) for answer in answers}) == 1
 
 
 class TestItemsWithoutADataTier:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -227,6 +228,107 @@ class TestBalancingPolicies:
         servers = {server["address"]: server for server in status["services"]["ewma"]["servers"]}
         assert {server["in_flight"] for server in servers.values()} == {0}
         assert servers[f"127.0.0.1:{slow}"]["response_ewma_seconds"] > 0.01
+
+
+def sticky_route(mode: str) -> Route:
+    return Route(service="shop", counted_as="shop", path="/shop/", port=1, sticky=mode)
+
+
+@contextmanager
+def three_tasks_behind(tmp_path: Path, route: Route) -> Iterator[tuple[Proxy, list[int]]]:
+    """nginx with ``route``'s three tasks pushed and taken by every worker: the proxy and the ports."""
+    with (
+        upstream_server() as first,
+        upstream_server() as second,
+        upstream_server() as third,
+        started(tmp_path, [], more=[route]) as proxy,
+    ):
+        ports = [first, second, third]
+        assert (
+            proxy.push([f"127.0.0.1:{port}" for port in ports], service=route.counted_as).status_code == 200
+        )
+        time.sleep(3 * SYNC_INTERVAL)
+        yield proxy, ports
+
+
+def ports_answering(client: httpx.Client, requests: int) -> set[str]:
+    answers = [client.get("/shop/x") for _ in range(requests)]
+    assert {answer.status_code for answer in answers} == {200}
+    return {answer.text.strip() for answer in answers}
+
+
+class TestStickySessions:
+    def test_a_cookie_keeps_a_client_on_its_task_until_the_task_is_gone(self, tmp_path: Path) -> None:
+        """With sticky cookies, a client stays on the task its cookie names; when that task leaves
+        the list, the next request goes to another, without an error, and the cookie names it."""
+        with (
+            three_tasks_behind(tmp_path, sticky_route("cookie")) as (proxy, ports),
+            httpx.Client(base_url=proxy.entry) as client,
+        ):
+            first = client.get("/shop/x")
+            cookie = first.headers["set-cookie"]
+            assert cookie.startswith("entrypoint_shop=")
+            assert "Path=/shop/" in cookie
+            assert "HttpOnly" in cookie
+            pinned = first.text.strip()
+            # Every request, on new connections too (so to any worker), goes to the same task.
+            for _ in range(20):
+                again = httpx.get(proxy.entry + "/shop/x", cookies=client.cookies)
+                assert (again.status_code, again.text.strip()) == (200, pinned)
+                assert "set-cookie" not in again.headers  # the cookie is right: not set again
+            others = [port for port in ports if str(port) != pinned]
+            assert proxy.push([f"127.0.0.1:{port}" for port in others], service="shop").status_code == 200
+            time.sleep(3 * SYNC_INTERVAL)
+            moved = client.get("/shop/x")
+            assert moved.status_code == 200
+            assert moved.text.strip() != pinned
+            assert moved.headers["set-cookie"] != cookie
+            assert ports_answering(client, 20) == {moved.text.strip()}
+
+    def test_without_stickiness_the_same_client_goes_to_every_task(self, tmp_path: Path) -> None:
+        """The default (``none``) sets no cookie and leaves the requests to the route's policy."""
+        with (
+            three_tasks_behind(tmp_path, sticky_route("none")) as (proxy, ports),
+            httpx.Client(base_url=proxy.entry) as client,
+        ):
+            assert "set-cookie" not in client.get("/shop/x").headers
+            assert ports_answering(client, 30) == {str(port) for port in ports}
+
+    def test_a_client_address_keeps_its_task_and_moves_only_when_it_leaves(self, tmp_path: Path) -> None:
+        """With client-address affinity, one client's requests all go to one task, on any worker;
+        when that task leaves, they all go to one other task."""
+        with three_tasks_behind(tmp_path, sticky_route("client_address")) as (proxy, ports):
+            answered = {httpx.get(proxy.entry + "/shop/x").text.strip() for _ in range(20)}
+            assert len(answered) == 1
+            (pinned,) = answered
+            others = [port for port in ports if str(port) != pinned]
+            assert proxy.push([f"127.0.0.1:{port}" for port in others], service="shop").status_code == 200
+            time.sleep(3 * SYNC_INTERVAL)
+            moved = {httpx.get(proxy.entry + "/shop/x").text.strip() for _ in range(20)}
+            assert len(moved) == 1
+            assert moved != answered
+
+
+class TestUpgrade:
+    def test_an_upgraded_connection_passes_through_and_stays_on_its_task(self, tmp_path: Path) -> None:
+        """An Upgrade request gets the task's 101, and what follows goes both ways on that one task."""
+        with three_tasks_behind(tmp_path, sticky_route("none")) as (proxy, _ports):
+            address = urlsplit(proxy.entry)
+            with socket.create_connection((address.hostname, address.port), timeout=5) as connection:
+                connection.sendall(
+                    b"GET /shop/echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+                )
+                # The file holds the socket open until it is closed itself.
+                with connection.makefile("rb") as stream:
+                    assert stream.readline().startswith(b"HTTP/1.1 101")
+                    while stream.readline() not in (b"\r\n", b""):
+                        pass
+                    echoed = []
+                    for message in (b"one\n", b"two\n", b"three\n"):
+                        connection.sendall(message)
+                        echoed.append(stream.readline().split())
+        assert [words[1] for words in echoed] == [b"one", b"two", b"three"]
+        assert len({words[0] for words in echoed}) == 1  # one task answered all
 
 
 class TestHttpPusher:

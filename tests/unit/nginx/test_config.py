@@ -53,7 +53,7 @@ class TestRender:
             '                require("ratelimit")'
         )
         assert location + '.admit("shop")' in config
-        assert 'require("balancer").route("shop", "round_robin")' in config
+        assert 'require("balancer").route("shop", "round_robin", "none", "/shop/")' in config
 
     @pytest.mark.parametrize("addresses", [[], ["10.0.1.5"], [f"10.0.1.{n}" for n in range(2, 12)]])
     def test_nginx_accepts_what_is_rendered(self, addresses, tmp_path):

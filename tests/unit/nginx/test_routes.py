@@ -58,6 +58,7 @@ class TestRoutesOf:
         assert routes_of({"services": [shop]})[0][0].balance == "round_robin"
         shop["route"] = {"path": "/shop/", "port": 9000, "balance": "ewma"}
         assert routes_of({"services": [shop]})[0][0].balance == "ewma"
+        assert routes_of({"services": [shop]})[0][0].sticky == "none"
 
     @pytest.mark.parametrize(
         ("route", "names"),
@@ -70,6 +71,8 @@ class TestRoutesOf:
             ({"path": "/x/", "port": 80, "balance": "random"}, {}),
             ({"path": "/x/", "port": 80, "balance": 'ewma"); os.exit()'}, {}),
             ({"path": "/x/", "port": 80, "balance": None}, {}),
+            ({"path": "/x/", "port": 80, "sticky": "ip"}, {}),
+            ({"path": "/x/", "port": 80, "sticky": 'cookie", "/"); os.exit()'}, {}),
             ({"path": "/x/", "port": 80}, {"service": 'x"); os.exit()'}),
             ({"path": "/x/", "port": 80}, {"name_in_stack": "x y"}),
             ("/x/", {}),
