@@ -1,9 +1,15 @@
 """An incremental Holt-Winters forecaster of a service's load. Pure: time is passed in.
 
-Level and trend follow Holt's linear method; once a whole season (a day) has been seen,
-a multiplicative seasonal profile is added (Holt-Winters). Every observation updates
-the state in O(slots) at worst: nothing is ever refitted from the history. The
-forecaster is an immutable value: ``observed`` returns the next one.
+Level and trend follow Holt's linear method; once ``SEASONAL_MEMORY`` whole seasons (two
+days) have been seen, a multiplicative seasonal profile is added (Holt-Winters), each
+slot's factor from its mean over those seasons: one season gives a slot one sample, and
+an outage or a one-off spike in it would become a factor that amplifies the next day's
+load many times. The profile is a factor per
+slot of the season, read and learned between the centres of the two nearest slots, so
+that it has no steps: a jump of the factor at a slot's edge would be read as a jump of
+the load. Every observation updates the state in O(slots) at worst: nothing is ever
+refitted from the history. The forecaster is an immutable value: ``observed`` returns
+the next one.
 
 Smoothing is set by time constants in seconds rather than per-step factors, so the
 forecaster behaves the same whatever the check interval. The constants are general
@@ -29,7 +35,7 @@ TREND_TIME_CONSTANT = 600.0
 SEASON_SLOT = 300.0
 """Seconds of the season that share one seasonal factor."""
 SEASONAL_MEMORY = 2.0
-"""Seasons over which a seasonal factor forgets."""
+"""Seasons over which a seasonal factor forgets, and that its first value is the mean of."""
 ERROR_TIME_CONSTANT = 1800.0
 """Seconds over which forecast errors are averaged."""
 MIN_FACTOR = 0.05
@@ -64,13 +70,13 @@ class Forecaster:
     trend: float = 0.0
     """Change of the deseasonalised level per second."""
     seasonal: tuple[float, ...] | None = None
-    """Factor of every slot of the season, once a whole season has been seen."""
+    """Factor of every slot of the season, once ``SEASONAL_MEMORY`` whole seasons have been seen."""
     error: float = 0.0
     scored: int = 0
     first_at: float = 0.0
     last_at: float = 0.0
     profile_sum: tuple[float, ...] = ()
-    """Before the season starts: the sum of the loads seen in every slot."""
+    """Before the profile starts: the sum of the loads seen in every slot."""
     profile_count: tuple[int, ...] = ()
     pending: tuple[tuple[float, float], ...] = ()
     """(due time, forecast) of the forecasts not yet scored."""
@@ -92,8 +98,19 @@ class Forecaster:
     def _slot(self, at: float) -> int:
         return int((at % self.season) / self.season * self.slots) % self.slots
 
+    def _nearest_slots(self, at: float) -> tuple[tuple[int, float], tuple[int, float]]:
+        """The two slots whose centres are either side of ``at``, each with its weight there."""
+        position = (at % self.season) / self.season * self.slots - 0.5
+        before = math.floor(position)
+        after_weight = position - before
+        return (before % self.slots, 1.0 - after_weight), ((before + 1) % self.slots, after_weight)
+
     def factor_at(self, at: float) -> float:
-        return 1.0 if self.seasonal is None else self.seasonal[self._slot(at)]
+        """The seasonal factor at ``at``: linear between the centres of the nearest slots."""
+        if self.seasonal is None:
+            return 1.0
+        seasonal = self.seasonal
+        return sum(seasonal[slot] * weight for slot, weight in self._nearest_slots(at))
 
     def forecast(self, at: float) -> float:
         """The load expected at time ``at`` (seconds since the epoch); 0 before any observation."""
@@ -126,7 +143,7 @@ class Forecaster:
         )
 
     def with_season(self, at: float, level: float, trend: float) -> Forecaster | None:
-        """The forecaster with its seasonal profile from the first season; None if that season was silent."""
+        """The forecaster with its seasonal profile from the seasons seen; None if they were silent."""
         counts = self.profile_count
         means = [
             total / count if count else 0.0 for total, count in zip(self.profile_sum, counts, strict=True)
@@ -169,13 +186,15 @@ class Forecaster:
             beta = _smoothing(elapsed, TREND_TIME_CONSTANT)
             level = alpha * (value / factor) + (1 - alpha) * (self.level + self.trend * elapsed)
             trend = beta * (level - self.level) / elapsed + (1 - beta) * self.trend
-            slot = self._slot(at)
             if seasonal is not None:
                 if level > 0:
+                    # Each of the two slots the factor was read from learns in its share.
                     gamma = _smoothing(elapsed, SEASONAL_MEMORY * SEASON_SLOT)
-                    updated = gamma * (value / level) + (1 - gamma) * seasonal[slot]
-                    seasonal = _with(seasonal, slot, max(MIN_FACTOR, updated))
+                    for nearest, weight in self._nearest_slots(at):
+                        updated = seasonal[nearest] + gamma * weight * (value / level - seasonal[nearest])
+                        seasonal = _with(seasonal, nearest, max(MIN_FACTOR, updated))
             else:
+                slot = self._slot(at)
                 profile_sum = _with(profile_sum, slot, profile_sum[slot] + value)
                 profile_count = _with(profile_count, slot, profile_count[slot] + 1)
         after = Forecaster(
@@ -193,7 +212,7 @@ class Forecaster:
             pending,
             last_scored_at,
         )
-        if seasonal is None and self.level is not None and at - first_at >= self.season:
+        if seasonal is None and self.level is not None and at - first_at >= SEASONAL_MEMORY * self.season:
             after = after.with_season(at, level, trend) or after
         due = at + self.horizon
         return replace(after, pending=(*pending, (due, after.forecast(due))))

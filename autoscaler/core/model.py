@@ -93,7 +93,7 @@ class Forecasting:
     check_interval: float
     """Seconds between two decisions."""
     season: float
-    """Seconds in one season (a day); seasonality is used once one whole season has been seen."""
+    """Seconds in one season (a day); seasonality is used once two whole seasons have been seen."""
     max_error: float
     """Recent mean absolute forecast error (fraction of the load) above which predictive falls back."""
 

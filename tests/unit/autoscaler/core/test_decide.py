@@ -850,9 +850,9 @@ class TestOutsideChangesOverTime:
 
 
 class TestSeasonal:
-    def test_the_daily_profile_starts_after_one_season_and_anticipates_the_next_peak(self):
-        """After one whole season the profile is used, and the forecast rises before the next season's
-        peak."""
+    def test_the_daily_profile_starts_after_two_seasons_and_anticipates_the_next_peak(self):
+        """After two whole seasons the profile is used, and the forecast rises before the next
+        season's peak."""
         season = 3600.0  # a short "day" keeps the test fast; the rule is the same
         chosen = policy("predictive", season=season, check_interval=60, scale_up_cooldown=60)
 
@@ -861,13 +861,13 @@ class TestSeasonal:
             return 4.0 if (at % season) // (season / 4) == 1 else 1.0
 
         state, replicas = ServiceState(), 4
-        for step in range(int(2.5 * season / 60)):
+        for step in range(int(3.5 * season / 60)):
             at = NOW - NOW % season + step * 60
             observation = Observation(
                 replicas, cpu_percent=100 * load(at) / replicas, memory_percent=10, sampled_at=at
             )
             state = decide(observation, chosen, state, at).state
-            if step * 60 < season:
+            if step * 60 < 2 * season:
                 assert state.forecaster.seasonal is None
         forecaster = state.forecaster
         assert forecaster.seasonal is not None
