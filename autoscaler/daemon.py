@@ -17,6 +17,7 @@ import contextlib
 import gc
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import httpx
 import structlog
@@ -220,7 +221,12 @@ class Autoscaler:
         """The service's policy now: its own, with the bounds of its schedules that are active."""
         applied = self._entries.for_service(service.name, service.labels)
         policy = policy_of(service, record, self.settings.policy_environment, self.state.problems, applied)
-        record.schedule = status_at(applied.schedules, self._clock())
+        now = self._clock()
+        replayed = None if record.replay_clock is None else record.replay_clock.schedule_time(now)
+        if replayed is None:
+            record.schedule = status_at(applied.schedules, now)
+        else:
+            record.schedule = replace(status_at(applied.schedules, replayed), trace_time=replayed)
         return None if policy is None else scheduled(policy, record.schedule)
 
     def _may_write(self) -> bool:

@@ -3,7 +3,8 @@
 On services, written by operators: ``autoscaler.enable``, the policy's
 ``autoscaler.<variable in lower case>`` (some shorter), the metric sources'
 ``autoscaler.source.<name>`` and the routes' ``entrypoint.path``, ``entrypoint.port``,
-``entrypoint.balance`` and ``entrypoint.sticky``.
+``entrypoint.balance`` and ``entrypoint.sticky``; written by ``./stress-test.sh --replay``:
+``autoscaler.replay_clock``.
 Docker writes ``com.docker.stack.namespace``. On the Swarm configs the autoscaler keeps
 its state and its lease in, written by it: ``autoscaler.state.*`` and ``autoscaler.lease.*``.
 """
@@ -18,6 +19,8 @@ LABEL_NAMES = {"TARGET_CONCURRENCY_PER_REPLICA": "autoscaler.target_concurrency"
 """Variables whose label is not the variable's name in lower case: a shorter one."""
 SOURCE_PREFIX = "autoscaler.source."
 """Of the labels that define a metric source."""
+REPLAY_CLOCK_LABEL = "autoscaler.replay_clock"
+"""The trace time a replay runs at, which the service's schedules then read (see replay_clock)."""
 PATH_LABEL = "entrypoint.path"
 PORT_LABEL = "entrypoint.port"
 BALANCE_LABEL = "entrypoint.balance"

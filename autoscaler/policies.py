@@ -10,9 +10,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from autoscaler.core import Policy
+from autoscaler.labels import REPLAY_CLOCK_LABEL
 from autoscaler.policy import service_policy
 from autoscaler.policy_file import Applied, described
 from autoscaler.records import ServiceRecord
+from autoscaler.replay_clock import parse_replay_clock
 from autoscaler.swarm import SwarmService
 from common.config import ConfigError
 from common.problems import Problems
@@ -44,7 +46,8 @@ def policy_of(
 ) -> Policy | None:
     """The service's policy, kept in its record; None (reported once) when it cannot be used.
 
-    ``applied``: what the policy file says of the service. The labels override it.
+    ``applied``: what the policy file says of the service. The labels override it. The
+    record also keeps the replay clock the labels name, if any.
     """
     before, record.labels = record.labels, service.labels
     file_before, record.file_settings = record.file_settings, applied.settings
@@ -53,10 +56,13 @@ def policy_of(
         return record.policy
     try:
         policy = _parse(service, environment, applied, before)
+        clock = service.labels.get(REPLAY_CLOCK_LABEL)
+        replay_clock = None if clock is None else parse_replay_clock(clock)
     except ConfigError as error:
         record.config_error, record.decision, record.observation = str(error), None, None
+        record.replay_clock = None
         problems.set("label", service.name, str(error))
         return None
     problems.clear("label", service.name)
-    record.config_error, record.policy = None, policy
+    record.config_error, record.policy, record.replay_clock = None, policy, replay_clock
     return policy

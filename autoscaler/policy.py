@@ -24,7 +24,7 @@ from autoscaler.core.model import (
     RateLimit,
     Thresholds,
 )
-from autoscaler.labels import ENABLE_LABEL, LABEL_PREFIX, SOURCE_PREFIX, label_name
+from autoscaler.labels import ENABLE_LABEL, LABEL_PREFIX, REPLAY_CLOCK_LABEL, SOURCE_PREFIX, label_name
 from autoscaler.sources import parse_source
 from common import bounds
 from common.bounds import DAY
@@ -336,7 +336,11 @@ def service_policy(
     overrides: dict[str, str] = {}
     metric_source = parse_source(labels)
     for label, value in labels.items():
-        if not label.startswith(LABEL_PREFIX) or label == ENABLE_LABEL or label.startswith(SOURCE_PREFIX):
+        if (
+            not label.startswith(LABEL_PREFIX)
+            or label in {ENABLE_LABEL, REPLAY_CLOCK_LABEL}
+            or label.startswith(SOURCE_PREFIX)
+        ):
             continue
         if label not in known:
             raise ConfigError(label, value, "unknown autoscaler label")

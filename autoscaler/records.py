@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 
 from autoscaler.core import Decision, Observation, Policy, ServiceState
 from autoscaler.entrypoint import History
+from autoscaler.replay_clock import ReplayClock
 from autoscaler.routing import RoutedService
 from autoscaler.schedules import ScheduleStatus
 from autoscaler.sources import SourceReading
@@ -40,6 +41,8 @@ class ServiceRecord:
     """What the policy file set for it at the last check, to parse its policy again on a change."""
     schedule: ScheduleStatus = field(default_factory=ScheduleStatus)
     """Its schedules at the last check: the active ones and the next start."""
+    replay_clock: ReplayClock | None = None
+    """The clock of a replay its label names, which its schedules read while the replay runs."""
     timeline: Timeline = field(default_factory=Timeline)
     """Its last hour of checks and its last changes, for the status page."""
     source: SourceReading | None = None

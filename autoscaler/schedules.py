@@ -62,6 +62,9 @@ class ScheduleStatus:
     next_start: float | None = None
     changes_at: float | None = None
     """The first time this status may change: the next start, or the end of an active window."""
+    trace_time: float | None = None
+    """While a replay's clock applies (see replay_clock): the trace's time the schedules were
+    read at. The other times are then the trace's too."""
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -71,6 +74,7 @@ class ScheduleStatus:
             "max_replicas": self.max_replicas,
             "next": self.next_schedule,
             "next_start": _iso(self.next_start),
+            "trace_time": _iso(self.trace_time),
         }
 
 

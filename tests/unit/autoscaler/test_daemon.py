@@ -512,6 +512,38 @@ services:
         harness.check()
         assert harness.replicas() < 6
 
+    def test_under_a_replay_clock_schedules_read_the_trace_time(self, tmp_path):
+        """A replay labelled on the service (one trace hour a wall minute, from trace 08:00 at NOW)
+        starts the 08:05 schedule 5 s into the replay and ends it 10 s later; /status gives the
+        trace time. After the replay the wall clock applies again."""
+        clock = "2027-01-15 08:00:00,2027-01-15 09:00:00," + f"{NOW:.0f},60"
+        harness, _ = self.harness(
+            tmp_path, self.FILE, [web(replicas=3, labels={"autoscaler.replay_clock": clock})], {"s_web": 5.0}
+        )
+        harness.now = NOW - 3600  # an hour before the replay: the wall clock's 07:00
+        harness.check()
+        assert harness.status()["services"]["s_web"]["schedule"]["trace_time"] is None
+        harness.now = NOW + 6
+        harness.check()
+        assert harness.replicas() == 6
+        schedule = harness.status()["services"]["s_web"]["schedule"]
+        assert (schedule["active"], schedule["trace_time"]) == (["morning"], "2027-01-15T08:06:00+00:00")
+        harness.now = NOW + 16
+        harness.check()
+        assert harness.status()["services"]["s_web"]["schedule"]["active"] == []
+        harness.now = NOW + 5 * 60  # the replay ended at NOW + 60: the wall clock's 08:05 again
+        harness.check()
+        schedule = harness.status()["services"]["s_web"]["schedule"]
+        assert (schedule["active"], schedule["trace_time"]) == (["morning"], None)
+
+    def test_a_bad_replay_clock_holds_its_service_alone(self, tmp_path):
+        """A replay clock label that cannot be read is its service's config error, naming the label."""
+        services = [web(), web(labels={"autoscaler.replay_clock": "08:00,60"}, service_id="b", name="s_api")]
+        harness, _ = self.harness(tmp_path, self.FILE, services, {"s_web": 95.0, "s_api": 95.0})
+        state = harness.check()
+        assert [update[0] for update in harness.api.updates] == ["a"]
+        assert state.services["s_api"].config_error.startswith("autoscaler.replay_clock='08:00,60'")
+
     def test_labels_override_the_file_and_the_file_the_environment(self, tmp_path):
         """The file's maximum replaces the environment's; a label replaces the file's."""
         harness, _ = self.harness(
