@@ -17,6 +17,7 @@ import csv
 import itertools
 import json
 import math
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,8 @@ from loadtest.watch import ReplicaWatch, show_live
 
 MAX_DURATION = 3600.0
 """Longest run accepted, in seconds."""
+MOST_BEGIN_DELAY = 60.0
+"""Seconds ahead that ``--begin-at`` may be: the time ./stress-test.sh needs to label the service."""
 
 DEFAULTS = {"users": 10, "duration": 30.0, "path": "/api/work?ms=20", "think_time": 0.0, "ramp_up": 0.0}
 """The closed-loop settings when neither an option nor a profile gives them."""
@@ -99,6 +102,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--end", help="--replay: end of the window (exclusive)")
     parser.add_argument("--speedup", type=float, default=1.0, help="--replay: time compression (default 1)")
     parser.add_argument("--peak-rps", type=float, help="--replay: requests per second at the trace's peak")
+    parser.add_argument(
+        "--begin-at",
+        type=float,
+        help="--replay: send the first request at this wall time (seconds since the epoch), at most "
+        f"{MOST_BEGIN_DELAY:g} s ahead",
+    )
     parser.add_argument(
         "--max-in-flight",
         type=int,
@@ -166,6 +175,9 @@ def _check_replay(parser: argparse.ArgumentParser, arguments: argparse.Namespace
             f"the replay lasts {schedule.duration:.0f} s: more than {MAX_DURATION:g}; "
             "raise --speedup or shorten the window"
         )
+    begin_at = arguments.begin_at
+    if begin_at is not None and not (math.isfinite(begin_at) and begin_at <= time.time() + MOST_BEGIN_DELAY):
+        parser.error(f"--begin-at must be a time at most {MOST_BEGIN_DELAY:g} s ahead")
     return schedule
 
 
@@ -193,6 +205,8 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         arguments.schedule = _check_replay(parser, arguments)
         arguments.path = arguments.path or DEFAULTS["path"]
     else:
+        if arguments.begin_at is not None:
+            parser.error("--begin-at goes with --replay")
         arguments.load = _check_users(parser, arguments)
     if arguments.max_requests < 1:
         parser.error("--max-requests must be at least 1")
@@ -216,6 +230,9 @@ class Result:
 
 
 async def execute(arguments: argparse.Namespace, url: str) -> Result:
+    if arguments.begin_at is not None:
+        # The replay's clock on the service's label starts then (see ./stress-test.sh).
+        await asyncio.sleep(max(0.0, arguments.begin_at - time.time()))
     clock = RealClock()
     run = Run(clock, clock.now())
     schedule: Replay | None = arguments.schedule

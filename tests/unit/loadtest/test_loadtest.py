@@ -488,6 +488,7 @@ class TestArguments:
             ["--profile", "extreme"],
             ["--max-slow-seconds", "45"],
             ["--profile", "heavy", "--max-slow-seconds", "-1"],
+            ["--begin-at", "0"],
         ],
     )
     def test_unbounded_or_bad_runs_are_refused(self, arguments):
@@ -505,6 +506,22 @@ class TestArguments:
         )
         assert arguments.path == PROFILES["medium"].path
 
+    def test_a_replay_waits_for_its_begin_at(self, demo_api, tmp_path):
+        """With --begin-at the replay's first request leaves at that wall time, not before."""
+        trace_file = tmp_path / "t.csv"
+        trace_file.write_text("period,count\n2026-01-01 00:00:00,5\n2026-01-01 00:00:01,5\n")
+        record, begin = tmp_path / "r", time.time() + 1.5
+        main(
+            [
+                *("--target", demo_api, "--path", "/api/work?ms=1", "--quiet", "--record", str(record)),
+                *("--replay", str(trace_file), "--peak-rps", "2", "--begin-at", f"{begin}"),
+                *("--autoscaler", "http://127.0.0.1:9"),
+            ]
+        )
+        rows = record.read_text().splitlines()[1:]
+        assert rows
+        assert min(float(row.split(",")[0]) for row in rows) >= begin
+
     def test_a_replay(self, tmp_path):
         """A replay's arguments become its schedule: step length and rates."""
         trace_file = tmp_path / "t.csv"
@@ -521,11 +538,13 @@ class TestArguments:
             [],  # no --peak-rps
             ["--peak-rps", "10", "--speedup", "0.01"],  # 200 minutes
             ["--peak-rps", "10", "--start", "2026-02-01 00:00:00"],
+            ["--peak-rps", "10", "--begin-at", f"{time.time() + 3600:.0f}"],
+            ["--peak-rps", "10", "--begin-at", "nan"],
         ],
     )
     def test_bad_replays_are_refused(self, tmp_path, extra):
-        """A replay mixed with closed-loop options, without a peak rate, too long, or starting past the
-        trace is refused."""
+        """A replay mixed with closed-loop options, without a peak rate, too long, starting past the
+        trace, or to begin more than a minute ahead is refused."""
         trace_file = tmp_path / "t.csv"
         trace_file.write_text("period,count\n2026-01-01 00:00:00,5\n2026-01-01 00:01:00,10\n")
         with pytest.raises(SystemExit):
