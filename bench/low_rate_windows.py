@@ -24,15 +24,22 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from autoscaler.backtest.cli import Result, simulate
-from autoscaler.backtest.replay import Model
+from autoscaler.backtest.replay import Model, demand_for
 from autoscaler.backtest.trace import TIME_FORMAT, Trace, read
+from autoscaler.policy import parse_policy
 
 ROOT = Path(__file__).resolve().parents[1]
 PEAK_REPLICAS = 7
-CPU_TARGET = 0.70
+DEFAULTS = parse_policy({})
+"""The default policy, whose CPU target (70 %) the demand is counted at, as the backtest counts it."""
 FIRST_MONDAY = datetime(1998, 5, 4, tzinfo=UTC)
 WEEK = timedelta(days=7)
 BENCHMARK = ("1998-06-22 00:00:00", "1998-07-06 00:00:00", 32000.0)
+
+
+def model_of(capacity: float) -> Model:
+    """The backtest's model at the default provisioning delay (60 s) and check interval (30 s)."""
+    return Model(capacity=capacity, provisioning_delay=60, check_interval=30)
 
 
 @dataclass(frozen=True)
@@ -44,10 +51,6 @@ class Window:
     low_rate: bool
 
 
-def _demand(count: float, capacity: float) -> int:
-    return math.ceil(count / (capacity * CPU_TARGET) - 1e-9)
-
-
 def low_rate_weeks(trace: Trace) -> list[Window]:
     """The weeks whose median minute needs 1 or 2 replicas when the busiest needs PEAK_REPLICAS."""
     weeks = []
@@ -55,8 +58,9 @@ def low_rate_weeks(trace: Trace) -> list[Window]:
     while (start + WEEK).timestamp() <= trace.end:
         first = int((start.timestamp() - trace.start) // trace.step)
         counts = trace.counts[first : first + int(WEEK.total_seconds() // trace.step)]
-        capacity = round(max(counts) / (PEAK_REPLICAS * CPU_TARGET))
-        if 1 <= statistics.median(_demand(count, capacity) for count in counts) <= 2:
+        capacity = round(max(counts) / (PEAK_REPLICAS * DEFAULTS.thresholds.cpu.up / 100))
+        model = model_of(capacity)
+        if 1 <= statistics.median(demand_for(count, model, DEFAULTS) for count in counts) <= 2:
             weeks.append(
                 Window(
                     start.strftime(TIME_FORMAT),
@@ -108,7 +112,7 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|---:|---:|---|")
     for window in windows:
         trace = read(arguments.trace, window.start, window.end)
-        model = Model(capacity=window.capacity, provisioning_delay=60, check_interval=30)
+        model = model_of(window.capacity)
         target, predictive = simulate(trace, ("target", "predictive"), model, window.environ)
         print(row(window, target, predictive), flush=True)
 

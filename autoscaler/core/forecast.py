@@ -4,12 +4,11 @@ Level and trend follow Holt's linear method; once ``SEASONAL_MEMORY`` whole seas
 days) have been seen, a multiplicative seasonal profile is added (Holt-Winters), each
 slot's factor from its mean over those seasons: one season gives a slot one sample, and
 an outage or a one-off spike in it would become a factor that amplifies the next day's
-load many times. The profile is a factor per
-slot of the season, read and learned between the centres of the two nearest slots, so
-that it has no steps: a jump of the factor at a slot's edge would be read as a jump of
-the load. Every observation updates the state in O(slots) at worst: nothing is ever
-refitted from the history. The forecaster is an immutable value: ``observed`` returns
-the next one.
+load many times. The profile is a factor per slot of the season, read and learned
+between the centres of the two nearest slots, so that it has no steps: a jump of the
+factor at a slot's edge would be read as a jump of the load. Every observation updates
+the state in O(slots) at worst: nothing is ever refitted from the history. The
+forecaster is an immutable value: ``observed`` returns the next one.
 
 Smoothing is set by time constants in seconds rather than per-step factors, so the
 forecaster behaves the same whatever the check interval. The constants are general

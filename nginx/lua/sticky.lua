@@ -23,13 +23,17 @@ function _M.cookie_name(service)
     return "entrypoint_" .. string.gsub(service, "[^%w_]", "_")
 end
 
--- The task named in the request's cookie for ``service``, if any.
+-- The task named in the request's cookie for ``service``, if any; read once a request,
+-- since both the balancer and the header filter ask.
 local function named_in_cookie(service)
-    local cookies = ngx.var.http_cookie
-    if not cookies then
-        return nil
+    local named = ngx.ctx.entry_cookie_task
+    if named == nil then
+        local cookies = ngx.var.http_cookie
+        named = cookies and string.match("; " .. cookies,
+            ";%s*" .. _M.cookie_name(service) .. "=(%x%x%x%x%x%x%x%x)") or false
+        ngx.ctx.entry_cookie_task = named
     end
-    return string.match("; " .. cookies, ";%s*" .. _M.cookie_name(service) .. "=(%x%x%x%x%x%x%x%x)")
+    return named or nil
 end
 
 -- The sticky task of the request among ``pool``'s usable ones; nil: the policy picks.
